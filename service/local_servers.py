@@ -1,0 +1,192 @@
+"""Private PostgreSQL clusters and Mosquitto brokers on free loopback ports.
+
+Used by the test harness (servers a test may stop or kill, and a fallback when the shared services are not
+reachable) and by the demo. Everything lives under a folder the caller owns; nothing touches the machine's
+shared services.
+
+PostgreSQL refuses to run as root, so when this process is root the server programs are run as the
+``postgres`` system user (via ``runuser``) and the data folder is handed to that user.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["PrivateMosquitto", "PrivatePostgres", "free_port", "port_open", "wait_for_port"]
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    """True when something accepts TCP connections at ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(host: str, port: int, timeout: float = 30.0, up: bool = True) -> None:
+    """Wait until ``host:port`` accepts (``up``) or refuses (not ``up``) connections."""
+    deadline = time.monotonic() + timeout
+    while port_open(host, port) != up:
+        if time.monotonic() > deadline:
+            state = "accepting" if up else "closed"
+            raise TimeoutError(f"{host}:{port} not {state} after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def _pg_bindir() -> Path:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "postgres").exists():
+            return candidate
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    raise FileNotFoundError("PostgreSQL server binaries not found (apt-get install postgresql)")
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@dataclass
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster: ``initdb`` into ``root``, served on a free port."""
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+
+    @property
+    def datadir(self) -> Path:
+        return self.root / "pgdata"
+
+    @property
+    def url(self) -> str:
+        """Superuser URL of the ``postgres`` database."""
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    def init(self) -> None:
+        """Create the cluster (trust auth for loopback, tuned for tests, not for durability)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres", "postgres")
+            self.root.chmod(0o755)
+            for parent in self.root.parents:  # postgres must be able to reach its folder
+                if parent == Path("/"):
+                    break
+                parent.chmod(parent.stat().st_mode | 0o011)
+        subprocess.run(
+            _as_postgres([str(_pg_bindir() / "initdb"), "-D", str(self.datadir), "-U", "postgres",
+                          "-A", "trust", "-E", "UTF8", "--no-sync"]),
+            check=True, capture_output=True,
+        )
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the server and wait until it accepts connections."""
+        if not self.datadir.exists():
+            self.init()
+        subprocess.run(
+            _as_postgres([str(_pg_bindir() / "pg_ctl"), "-D", str(self.datadir), "-l",
+                          str(self.root / "server.log"), "-w", "-t", str(int(timeout)), "-o",
+                          f"-p {self.port} -h {self.host} -k {self.root} -c fsync=on "
+                          "-c max_connections=60 -c shared_buffers=64MB", "start"]),
+            check=True, capture_output=True,
+        )
+        wait_for_port(self.host, self.port, timeout)
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``, ``smart`` or ``immediate`` as in ``pg_ctl -m``)."""
+        subprocess.run(
+            _as_postgres([str(_pg_bindir() / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"]),
+            check=False, capture_output=True,
+        )
+
+    def restart(self, mode: str = "immediate") -> None:
+        """Stop in ``mode`` and start again."""
+        self.stop(mode)
+        self.start()
+
+    def running(self) -> bool:
+        return port_open(self.host, self.port)
+
+
+@dataclass
+class PrivateMosquitto:
+    """A Mosquitto broker on a free port with persistence in ``root``.
+
+    The configuration follows the production notes: persistence on with a short autosave, queue limits sized
+    for a long ingester outage, MQTT v5 sessions kept.
+    """
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    extra_config: str = ""
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "mosquitto.conf"
+
+    def write_config(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "mosquitto", "mosquitto")
+        self.config_path.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.root}/\n"
+            "autosave_interval 1\n"
+            "max_queued_messages 1000000\n"
+            "max_inflight_messages 0\n"
+            "max_keepalive 120\n"
+            "persistent_client_expiration 7d\n"
+            f"log_dest file {self.root}/mosquitto.log\n"
+            + self.extra_config,
+            encoding="utf-8",
+        )
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the broker and wait for its port."""
+        if not self.config_path.exists():
+            self.write_config()
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.process = subprocess.Popen([exe, "-c", str(self.config_path)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.host, self.port, timeout)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        """Stop with ``sig`` (SIGTERM saves the persistence file; SIGKILL does not)."""
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+        wait_for_port(self.host, self.port, timeout, up=False)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()

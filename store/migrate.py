@@ -1,0 +1,153 @@
+"""Numbered SQL migrations: discover, check, apply.
+
+Migrations are the files ``store/migrations/NNN_name.sql``; they are applied in number order, each in its own
+transaction, and recorded in ``store.schema_migrations`` with the SHA-256 of the file. A second run applies
+nothing. If an applied file has changed since it was applied, :func:`migrate` refuses to run: a schema change
+is always a new numbered file. A PostgreSQL advisory lock makes concurrent runs (two containers starting at
+once) wait for each other instead of racing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+
+__all__ = ["Migration", "MigrationError", "MigrationStatus", "discover", "migrate", "status"]
+
+_NAME_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_LOCK_KEY = 0x66617469  # "fati": one advisory-lock key for the migration runner.
+
+_LEDGER_DDL = """
+CREATE SCHEMA IF NOT EXISTS store;
+CREATE TABLE IF NOT EXISTS store.schema_migrations (
+    version     integer PRIMARY KEY,
+    name        text NOT NULL,
+    sha256      text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+class MigrationError(RuntimeError):
+    """The migration history and the files disagree, or a migration failed."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One numbered SQL file."""
+
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of the file's text."""
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    """What is applied, what is pending, and how raw streams are stored."""
+
+    applied: tuple[tuple[int, str], ...]
+    pending: tuple[tuple[int, str], ...]
+    storage_mode: str | None
+    storage_detail: str | None
+
+
+def discover() -> list[Migration]:
+    """Return the packaged migrations in version order; duplicate numbers are an error."""
+    found: dict[int, Migration] = {}
+    for entry in resources.files("store.migrations").iterdir():
+        match = _NAME_RE.match(entry.name)
+        if not match:
+            continue
+        version = int(match.group(1))
+        if version in found:
+            raise MigrationError(f"two migrations numbered {version:03d}: {found[version].name}, {entry.name}")
+        found[version] = Migration(version, entry.name, entry.read_text(encoding="utf-8"))
+    return [found[v] for v in sorted(found)]
+
+
+def _applied(conn: psycopg.Connection[tuple[object, ...]]) -> dict[int, tuple[str, str]]:
+    rows = conn.execute("SELECT version, name, sha256 FROM store.schema_migrations").fetchall()
+    return {int(str(v)): (str(n), str(h)) for v, n, h in rows}
+
+
+def _check_unchanged(files: list[Migration], applied: dict[int, tuple[str, str]]) -> None:
+    by_version = {m.version: m for m in files}
+    for version, (name, digest) in sorted(applied.items()):
+        current = by_version.get(version)
+        if current is None:
+            raise MigrationError(f"migration {name} is applied but its file is missing; restore it")
+        if current.sha256 != digest:
+            raise MigrationError(
+                f"migration {name} changed after it was applied (checksum mismatch); "
+                "revert the edit and put the change in a new numbered migration"
+            )
+
+
+def migrate(url: str) -> list[str]:
+    """Apply every pending migration to the database at ``url``.
+
+    Returns
+    -------
+    list of str
+        Names of the migrations applied by this call (empty when up to date).
+
+    Raises
+    ------
+    MigrationError
+        An applied file changed or disappeared, or a migration's SQL failed (nothing of it is kept).
+    """
+    files = discover()
+    done: list[str] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            conn.execute(_LEDGER_DDL)
+            applied = _applied(conn)
+            _check_unchanged(files, applied)
+            for mig in files:
+                if mig.version in applied:
+                    continue
+                _apply_one(conn, mig)
+                done.append(mig.name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return done
+
+
+def _apply_one(conn: psycopg.Connection[tuple[object, ...]], mig: Migration) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(mig.sql.encode("utf-8"))  # type: ignore[call-overload]
+            conn.execute(
+                "INSERT INTO store.schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
+                (mig.version, mig.name, mig.sha256),
+            )
+    except psycopg.Error as exc:
+        raise MigrationError(f"migration {mig.name} failed: {exc.__class__.__name__}: {exc}") from exc
+
+
+def status(url: str) -> MigrationStatus:
+    """Report applied and pending migrations and the storage mode recorded by migration 002."""
+    files = discover()
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('store.schema_migrations') IS NOT NULL").fetchone()
+        applied = _applied(conn) if exists and exists[0] else {}
+        mode: tuple[str, str] | None = None
+        if conn.execute("SELECT to_regclass('store.storage_mode')").fetchone() != (None,):
+            row = conn.execute("SELECT mode, detail FROM store.storage_mode").fetchone()
+            mode = (str(row[0]), str(row[1])) if row else None
+    return MigrationStatus(
+        applied=tuple((v, applied[v][0]) for v in sorted(applied)),
+        pending=tuple((m.version, m.name) for m in files if m.version not in applied),
+        storage_mode=mode[0] if mode else None,
+        storage_detail=mode[1] if mode else None,
+    )
