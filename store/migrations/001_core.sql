@@ -68,10 +68,12 @@ CREATE TABLE core.duties (
     CHECK (end_ts > start_ts AND end_ts - start_ts <= interval '24 hours')
 );
 
--- Erasure leaves an audit record with no personal data: only the internal id's keyed digest and counts.
+-- Erasure leaves an audit record with no personal data: the force, when, by whom (a role, not a person's
+-- name) and how many rows were deleted from each table. Nothing links it back to the participant.
 CREATE TABLE core.erasure_log (
-    erasure_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    participant_ref text NOT NULL,
+    erasure_id      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    force_id        text NOT NULL,
     erased_at       timestamptz NOT NULL DEFAULT now(),
+    requested_by    text NOT NULL,
     rows_deleted    jsonb NOT NULL
 );
