@@ -16,6 +16,8 @@ FATIGUE_INGEST_GROUP     shared-subscription group of the ingesters (default ``i
 FATIGUE_OUTBOX_DIR       folder for weekly reports (default ``./var/outbox``).
 FATIGUE_SMTP_URL         ``smtp://host:port`` for e-mailing reports; unset means no e-mail.
 FATIGUE_LOG_LEVEL        ``debug|info|warning|error`` (default ``info``).
+FATIGUE_CRASH_POINTS     fault-injection tests only: ``after_commit:0.1,mid_copy:0.05`` (see
+                         ``ingest.crashpoints``); never set in production.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Settings:
     outbox_dir: Path = Path("var/outbox")
     smtp_url: str | None = None
     log_level: str = "info"
+    crash_points: str | None = None
 
     @property
     def mqtt(self) -> MqttEndpoint:
@@ -133,6 +136,13 @@ def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def _crash_points(env: Mapping[str, str]) -> str | None:
+    spec = env.get("FATIGUE_CRASH_POINTS") or None
+    if spec is not None and not re.fullmatch(r"[a-z_]+(:[0-9.]+)?(,[a-z_]+(:[0-9.]+)?)*", spec):
+        raise SettingsError(f"FATIGUE_CRASH_POINTS: expected name:rate[,name:rate], got {spec!r}")
+    return spec
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the ``FATIGUE_*`` variables.
 
@@ -168,4 +178,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         outbox_dir=Path(env.get("FATIGUE_OUTBOX_DIR", "var/outbox")),
         smtp_url=smtp,
         log_level=level,
+        crash_points=_crash_points(env),
     )

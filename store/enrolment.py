@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 __all__ = [
     "CsvImportError", "ImportSummary", "RowProblem", "erase_participant", "import_participants",
@@ -335,5 +336,5 @@ def erase_participant(conn: Conn, participant_id: uuid.UUID, requested_by: str =
                 sql.Identifier(table)), (participant_id,))
             counts[f"core.{table}"] = cur.rowcount
         conn.execute("INSERT INTO core.erasure_log (force_id, requested_by, rows_deleted) VALUES (%s, %s, %s)",
-                     (row[0], requested_by, psycopg.types.json.Jsonb(counts)))
+                     (row[0], requested_by, Jsonb(counts)))
     return counts

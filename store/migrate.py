@@ -126,7 +126,7 @@ def migrate(url: str) -> list[str]:
 def _apply_one(conn: psycopg.Connection[tuple[object, ...]], mig: Migration) -> None:
     try:
         with conn.transaction():
-            conn.execute(mig.sql.encode("utf-8"))  # type: ignore[call-overload]
+            conn.execute(mig.sql.encode("utf-8"))
             conn.execute(
                 "INSERT INTO store.schema_migrations (version, name, sha256) VALUES (%s, %s, %s)",
                 (mig.version, mig.name, mig.sha256),
