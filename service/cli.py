@@ -34,7 +34,7 @@ Run `fatigue COMMAND --help` for details of each command.
 """
 
 # Command groups contributed by other packages' CLI modules; each has register(group).
-AREA_MODULES: tuple[str, ...] = ()
+AREA_MODULES: tuple[str, ...] = ("service.cli_ingest",)
 
 
 def settings_of(ctx: click.Context) -> Settings:

@@ -89,11 +89,13 @@ class PrivatePostgres:
                 if parent == Path("/"):
                     break
                 parent.chmod(parent.stat().st_mode | 0o011)
-        subprocess.run(
+        done = subprocess.run(
             _as_postgres([str(_pg_bindir() / "initdb"), "-D", str(self.datadir), "-U", "postgres",
                           "-A", "trust", "-E", "UTF8", "--no-sync"]),
-            check=True, capture_output=True,
+            check=False, capture_output=True, text=True,
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed in {self.datadir}: {done.stderr.strip()[-500:]}")
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait until it accepts connections."""

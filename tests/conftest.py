@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,12 +45,14 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if _reachable(SHARED_PG):
         yield SHARED_PG
         return
-    server = PrivatePostgres(tmp_path_factory.mktemp("pg-session"))
+    root = _postgres_reachable_dir("fatigue-pg-session-")
+    server = PrivatePostgres(root / "cluster")
     server.start()
     try:
         yield server.url
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def create_database(admin_url: str, prefix: str = "fatigue_test") -> str:
@@ -98,15 +101,22 @@ def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMos
         broker.stop()
 
 
+def _postgres_reachable_dir(prefix: str) -> Path:
+    """A fresh folder outside pytest's private (mode 0700) tree, so the postgres user can reach it."""
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
 @pytest.fixture
-def private_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
+def private_pg() -> Iterator[PrivatePostgres]:
     """A private PostgreSQL cluster that the test may stop, restart or kill."""
-    server = PrivatePostgres(tmp_path_factory.mktemp("pg-private"))
+    root = _postgres_reachable_dir("fatigue-pg-")
+    server = PrivatePostgres(root / "cluster")
     server.start()
     try:
         yield server
     finally:
         server.stop("immediate")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 def _count(conn: Conn, table: str) -> int:
-    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608 - fixed names in tests
+    row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
     assert row is not None
     return int(str(row[0]))
 

@@ -1,0 +1,92 @@
+"""``fatigue ingest`` and ``fatigue quarantine replay``."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+from types import FrameType
+
+import click
+import psycopg
+from prometheus_client import start_http_server
+
+from ingest.consumer import IngestConfig, Ingester
+from ingest.crashpoints import CrashPoints
+from ingest.quarantine import replay_quarantine
+from service.settings import Settings
+
+
+def _settings() -> Settings:
+    obj = click.get_current_context().find_root().obj
+    assert isinstance(obj, Settings)
+    return obj
+
+
+@click.command("ingest")
+@click.option("--client-id", default=None,
+              help="Stable MQTT client id; the broker keeps this id's session across restarts. "
+                   "Default: fatigue-ingest-<group>-<hostname>.")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
+@click.option("--batch-size", type=int, default=200, show_default=True, help="Messages per transaction.")
+@click.option("--batch-age", type=float, default=0.2, show_default=True, help="Seconds before a batch flushes.")
+@click.option("--receive-maximum", type=int, default=1000, show_default=True,
+              help="Unacknowledged messages the broker may send at once.")
+@click.option("--idle-exit", type=float, default=None, help="Exit after this many idle seconds (for jobs).")
+@click.option("--trace", type=click.Path(path_type=Path), default=None, hidden=True)
+def ingest_command(client_id: str | None, metrics_port: int | None, batch_size: int, batch_age: float,
+                   receive_maximum: int, idle_exit: float | None, trace: Path | None) -> None:
+    """Consume sensor messages from MQTT into the database (runs until SIGTERM).
+
+    Subscribes with QoS 1 to $share/<FATIGUE_INGEST_GROUP>/fatigue/v1/+/+/+ and acknowledges each message
+    only after its rows, or its dead letter, are committed. Run several with the same group to share load.
+    """
+    s = _settings()
+    mq = s.mqtt
+    config = IngestConfig(
+        database_url=s.database_url, mqtt_host=mq.host, mqtt_port=mq.port,
+        client_id=client_id or f"fatigue-ingest-{s.ingest_group}-{socket.gethostname()}",
+        group=s.ingest_group, username=mq.username, password=mq.password, tls=mq.tls, timezone=s.timezone,
+        receive_maximum=receive_maximum, batch_size=batch_size, batch_age_s=batch_age, trace_path=trace)
+    ingester = Ingester(config, crash=CrashPoints(s.crash_points))
+    if metrics_port:
+        start_http_server(metrics_port, addr="127.0.0.1", registry=ingester.metrics.registry)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        ingester.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"ingesting from {mq.host}:{mq.port} as {config.client_id} (group {config.group}); "
+               "stop with Ctrl-C or SIGTERM", err=True)
+    totals = ingester.run(idle_exit_s=idle_exit)
+    click.echo(f"stopped: {totals.stored} messages, {totals.samples} samples stored, "
+               f"{sum(totals.dead.values())} dead-lettered, {totals.quarantined} quarantined, "
+               f"{totals.duplicates} duplicates absorbed", err=True)
+
+
+@click.group("quarantine")
+def quarantine_group() -> None:
+    """Messages from devices that were not enrolled when they arrived."""
+
+
+@quarantine_group.command("replay")
+def quarantine_replay() -> None:
+    """Ingest quarantined messages whose device is now enrolled."""
+    s = _settings()
+    try:
+        conn = psycopg.connect(s.database_url, autocommit=False, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(f"cannot connect to the database ({exc.__class__.__name__})") from exc
+    with conn:
+        totals, waiting = replay_quarantine(conn, s.tz)
+    click.echo(f"replayed {totals.stored} message(s) ({totals.samples} samples), "
+               f"{sum(totals.dead.values())} dead-lettered; {waiting} still waiting for enrolment")
+    if waiting:
+        click.echo("next: enrol the remaining devices with `fatigue participants import`, then replay again")
+
+
+def register(group: click.Group) -> None:
+    """Add the ingest commands to the main CLI."""
+    group.add_command(ingest_command)
+    group.add_command(quarantine_group)
