@@ -145,7 +145,11 @@ class Writer:
         return found
 
     def _place(self, d: Decoded, owners: dict[str, list[Assignment]]) -> Assignment | str | None:
-        """The owner at the first sample, a window reason, or None for quarantine."""
+        """The owner at the first sample, a window reason, or None for quarantine.
+
+        A device never assigned, or not assigned at that time after having been (swapped, withdrawn), goes to
+        quarantine; samples from before the device's first assignment are ``ts_past``.
+        """
         times = sample_times_ms(d.records)
         first, last = _ts(int(times.min())), _ts(int(times.max()))
         for a in owners.get(d.topic.device_id, []):
@@ -156,6 +160,8 @@ class Writer:
                 if last >= start + timedelta(days=PROGRAMME_DAYS + 1):
                     return "after_window"
                 return a
+        if owners.get(d.topic.device_id) and first < min(a.valid_from for a in owners[d.topic.device_id]):
+            return "ts_past"  # before the device was ever enrolled (enrolment minus one day)
         return None
 
     def write(self, batch: Sequence[Decoded | Rejected]) -> BatchResult:
