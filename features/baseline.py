@@ -120,9 +120,13 @@ def window_stats(values: npt.ArrayLike, max_lag: int, min_lag: int) -> WindowSta
     n = k[:, hi] - k[:, lo]
     s1 = c1[:, hi] - c1[:, lo]
     s2 = c2[:, hi] - c2[:, lo]
+    # Differences of running sums carry a rounding error of about eps * |C2|; a sum of squares below that
+    # floor is indistinguishable from zero (e.g. a window of identical values) and is set to 0.
+    floor = 64 * np.finfo(np.float64).eps * np.maximum(np.abs(c2[:, hi]), np.abs(c2[:, lo]))
     with np.errstate(invalid="ignore", divide="ignore"):
         m = s1 / n
-        var = np.maximum(s2 - s1 * m, 0.0) / (n - 1)
+        ss = s2 - s1 * m
+        var = np.where(ss <= floor, 0.0, ss) / (n - 1)
     return WindowStats(n, np.where(n > 0, m + shift, np.nan), np.where(n > 1, np.sqrt(var), np.nan))
 
 
