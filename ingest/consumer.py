@@ -64,6 +64,7 @@ class IngestConfig:
     receive_maximum: int = 1000
     batch_size: int = 200
     batch_age_s: float = 0.2
+    max_lateness_days: int = 30
     trace_path: Path | None = None  # test aid: records commit and ack order
 
 
@@ -202,7 +203,8 @@ class Ingester:
         """Decode, write and commit one batch, then acknowledge what arrived on this connection."""
         started = time.perf_counter()
         now_ms = int(time.time() * 1000)
-        result = self._write_durably([prepare(m, now_ms) for m in batch])
+        too_late_ms = self.config.max_lateness_days * 86_400_000
+        result = self._write_durably([prepare(m, now_ms, too_late_ms) for m in batch])
         self._record(result, time.perf_counter() - started)
         if self._trace:
             self._trace.write("commit " + " ".join(f"{m.generation}:{m.mid}" for m in batch) + "\n")

@@ -9,7 +9,8 @@ Time rules (reliability_security.md section 3.9)
   are dropped and counted; if more than 10 % of a message's samples are future the whole message is
   dead-lettered as ``ts_future``. RR runs are truncated before their first future beat under the same 10 %
   rule; sleep episodes and status messages with any future time are dead-lettered.
-- Data older than 30 days is dead-lettered as ``too_late`` for manual review, never dropped silently.
+- Data older than 30 days (``FATIGUE_INGEST_MAX_LATENESS_DAYS``) is dead-lettered as ``too_late`` for manual
+  review, never dropped silently. Bulk back-fills and the demo raise the limit.
 - Participant window checks (``ts_past`` before enrolment minus one day, ``after_window`` after the programme
   end or withdrawal plus one day) need the assignment and are applied by the writer.
 """
@@ -100,13 +101,16 @@ def _drop_future(rec: Records, keep: npt.NDArray[np.bool_]) -> Records:
     return replace(rec, rr_ms=rec.rr_ms[:n], artifact=rec.artifact[:n])
 
 
-def apply_time_rules(rec: Records, now_ms: int) -> tuple[Records, int] | tuple[str, str]:
+def apply_time_rules(
+    rec: Records, now_ms: int, too_late_ms: int = TOO_LATE_MS
+) -> tuple[Records, int] | tuple[str, str]:
     """Apply the future and too-late rules; return ``(records, n_dropped)`` or ``(reason, detail)``."""
     times = sample_times_ms(rec)
     future = times > now_ms + FUTURE_TOLERANCE_MS
     n_future = int(future.sum())
-    if times.size and int(times.min()) < now_ms - TOO_LATE_MS:
-        return "too_late", "samples more than 30 days old; kept for manual review"
+    if times.size and int(times.min()) < now_ms - too_late_ms:
+        days = too_late_ms // 86_400_000
+        return "too_late", f"samples more than {days} days old; kept for manual review"
     if n_future == 0:
         return rec, 0
     partial_ok = isinstance(rec, HeartRate | Survey | RRIntervals)
@@ -115,14 +119,14 @@ def apply_time_rules(rec: Records, now_ms: int) -> tuple[Records, int] | tuple[s
     return _drop_future(rec, ~future), n_future
 
 
-def prepare(msg: Inbound, now_ms: int) -> Decoded | Rejected:
+def prepare(msg: Inbound, now_ms: int, too_late_ms: int = TOO_LATE_MS) -> Decoded | Rejected:
     """Decode one message against the contract and apply the time rules; never raises."""
     try:
         topic = parse_topic(msg.topic)
         records = decode(msg.topic, msg.payload)
     except ContractError as exc:
         return Rejected(msg, exc.reason, exc.detail)
-    outcome = apply_time_rules(records, now_ms)
+    outcome = apply_time_rules(records, now_ms, too_late_ms)
     if isinstance(outcome[0], str):
         return Rejected(msg, outcome[0], str(outcome[1]), records.msg_id)
     kept, dropped = outcome

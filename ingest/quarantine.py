@@ -14,7 +14,7 @@ __all__ = ["replay_quarantine"]
 
 
 def replay_quarantine(conn: psycopg.Connection[tuple[object, ...]], tz: ZoneInfo,
-                      chunk: int = 500) -> tuple[BatchResult, int]:
+                      chunk: int = 500, max_lateness_days: int = 30) -> tuple[BatchResult, int]:
     """Push quarantined messages of now-assigned devices through the normal write path.
 
     A message whose device is still not assigned at its sample time stays in quarantine. Returns the write
@@ -31,7 +31,9 @@ def replay_quarantine(conn: psycopg.Connection[tuple[object, ...]], tz: ZoneInfo
         if not rows:
             break
         now_ms = int(time.time() * 1000)
-        result = writer.write([prepare(Inbound(str(t), bytes(p)), now_ms) for _, t, p in rows])  # type: ignore[call-overload]
+        late_ms = max_lateness_days * 86_400_000
+        result = writer.write([prepare(Inbound(str(t), bytes(p)), now_ms, late_ms)  # type: ignore[call-overload]
+                               for _, t, p in rows])
         ids = [int(str(r[0])) for r in rows]
         conn.execute(
             "UPDATE ingest.quarantine q SET replayed_at = now() WHERE quarantine_id = ANY(%s) AND ("

@@ -47,7 +47,8 @@ def ingest_command(client_id: str | None, metrics_port: int | None, batch_size: 
         database_url=s.database_url, mqtt_host=mq.host, mqtt_port=mq.port,
         client_id=client_id or f"fatigue-ingest-{s.ingest_group}-{socket.gethostname()}",
         group=s.ingest_group, username=mq.username, password=mq.password, tls=mq.tls, timezone=s.timezone,
-        receive_maximum=receive_maximum, batch_size=batch_size, batch_age_s=batch_age, trace_path=trace)
+        receive_maximum=receive_maximum, batch_size=batch_size, batch_age_s=batch_age, trace_path=trace,
+        max_lateness_days=s.ingest_max_lateness_days)
     ingester = Ingester(config, crash=CrashPoints(s.crash_points))
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1", registry=ingester.metrics.registry)
@@ -79,7 +80,7 @@ def quarantine_replay() -> None:
     except psycopg.OperationalError as exc:
         raise click.ClickException(f"cannot connect to the database ({exc.__class__.__name__})") from exc
     with conn:
-        totals, waiting = replay_quarantine(conn, s.tz)
+        totals, waiting = replay_quarantine(conn, s.tz, max_lateness_days=s.ingest_max_lateness_days)
     click.echo(f"replayed {totals.stored} message(s) ({totals.samples} samples), "
                f"{sum(totals.dead.values())} dead-lettered; {waiting} still waiting for enrolment")
     if waiting:

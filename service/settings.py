@@ -16,6 +16,7 @@ FATIGUE_INGEST_GROUP     shared-subscription group of the ingesters (default ``i
 FATIGUE_OUTBOX_DIR       folder for weekly reports (default ``./var/outbox``).
 FATIGUE_SMTP_URL         ``smtp://host:port`` for e-mailing reports; unset means no e-mail.
 FATIGUE_LOG_LEVEL        ``debug|info|warning|error`` (default ``info``).
+FATIGUE_INGEST_MAX_LATENESS_DAYS  samples older than this are dead-lettered ``too_late`` (default 30).
 FATIGUE_CRASH_POINTS     fault-injection tests only: ``after_commit:0.1,mid_copy:0.05`` (see
                          ``ingest.crashpoints``); never set in production.
 """
@@ -67,6 +68,7 @@ class Settings:
     smtp_url: str | None = None
     log_level: str = "info"
     crash_points: str | None = None
+    ingest_max_lateness_days: int = 30
 
     @property
     def mqtt(self) -> MqttEndpoint:
@@ -179,4 +181,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         smtp_url=smtp,
         log_level=level,
         crash_points=_crash_points(env),
+        ingest_max_lateness_days=_positive_int(env, "FATIGUE_INGEST_MAX_LATENESS_DAYS", 30),
     )
