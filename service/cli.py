@@ -34,7 +34,7 @@ Run `fatigue COMMAND --help` for details of each command.
 """
 
 # Command groups contributed by other packages' CLI modules; each has register(group).
-AREA_MODULES: tuple[str, ...] = ("service.cli_ingest", "service.cli_exports")
+AREA_MODULES: tuple[str, ...] = ("service.cli_ingest", "service.cli_features", "service.cli_exports")
 
 
 def settings_of(ctx: click.Context) -> Settings:
