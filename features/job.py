@@ -123,11 +123,13 @@ def _compute(conn: psycopg.Connection[tuple[object, ...]], ids: Sequence[object]
         "hrv_baseline_mean": bh.mean, "hrv_baseline_sd": bh.sd, "rhr_baseline_mean": br.mean,
         "recovery_score": rec.score,
     }
-    duty_cols: dict[str, np.ndarray] = {"length_h": duty.length_h, "long_shift": duty.long_shift, "rest_gap_h": duty.rest_gap_h,
+    rotation = np.where(np.isnan(duty.forward_rotation), None, duty.forward_rotation == 1.0)
+    duty_cols: dict[str, np.ndarray] = {
+                 "length_h": duty.length_h, "long_shift": duty.long_shift, "rest_gap_h": duty.rest_gap_h,
                  "quick_return": duty.quick_return, "night_duty": duty.night_duty,
                  "consecutive_nights": duty.consecutive_nights, "consecutive_duty_days": duty.consecutive_duty_days,
-                 "early_start": duty.early_start,
-                 "forward_rotation": np.where(np.isnan(duty.forward_rotation), None, duty.forward_rotation == 1.0),
+                 "early_start": np.asarray(duty.early_start, dtype=np.bool_),
+                 "forward_rotation": rotation,
                  "time_awake_end_h": duty.time_awake_end_h}
     return cols, du, duty_cols
 
