@@ -123,7 +123,7 @@ def _compute(conn: psycopg.Connection[tuple[object, ...]], ids: Sequence[object]
         "hrv_baseline_mean": bh.mean, "hrv_baseline_sd": bh.sd, "rhr_baseline_mean": br.mean,
         "recovery_score": rec.score,
     }
-    rotation = np.where(np.isnan(duty.forward_rotation), None, duty.forward_rotation == 1.0)
+    rotation = np.asarray(np.where(np.isnan(duty.forward_rotation), None, duty.forward_rotation == 1.0), dtype=object)
     duty_cols: dict[str, np.ndarray] = {
                  "length_h": duty.length_h, "long_shift": duty.long_shift, "rest_gap_h": duty.rest_gap_h,
                  "quick_return": duty.quick_return, "night_duty": duty.night_duty,
