@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ingest.contract import topic_for
 
+from ingest.contract import topic_for
 from service.local_servers import PrivateMosquitto
 from tests.ingest.support import (
     Conn,
@@ -170,3 +170,27 @@ def test_two_ingesters_share_the_subscription(clean: Conn, db_url: str, mqtt_bro
         assert one.totals.stored > 0 and two.totals.stored > 0, "load was not shared"
     assert count(clean, "SELECT count(*) FROM raw.hr_runs") == 400
     assert stored_samples(clean) == 400 * 20
+
+
+def test_logs_hold_no_payload_values_and_metrics_count(clean: Conn, db_url: str, mqtt_broker: PrivateMosquitto,
+                                                       pub: Publisher, capsys: pytest.CaptureFixture[str]) -> None:
+    from prometheus_client import generate_latest
+
+    from ingest.contract import DeviceStatus, encode
+
+    status = DeviceStatus(msg_id=uuid.uuid4(), device_id="dev-a", sent_at_ms=recent_ms(1), t_ms=recent_ms(1),
+                          online=True, battery_pct=77, worn=True, firmware="SECRETFW9")
+    hr = hr_message("dev-a", recent_ms(2), 30, seed=9)
+    group = f"g{uuid.uuid4().hex[:6]}"
+    with running_ingester(db_url, mqtt_broker, client_id=f"ing-{group}", group=group) as ing:
+        pub.publish(topic_for("gw-1", "dev-a", "status"), encode(status))
+        pub.publish(topic_for("gw-1", "dev-a", "hr"), b'{"bpm": [12345678]}')
+        publish_records(pub, "gw-1", [hr])
+        wait_until(lambda: ing.totals.stored == 2 and sum(ing.totals.dead.values()) == 1, what="processed")
+    logged = capsys.readouterr()
+    text = logged.out + logged.err
+    for secret in ("SECRETFW9", "12345678", "dev-a", "gw-1", str(status.msg_id), "PC000"):
+        assert secret not in text
+    metrics = generate_latest(ing.metrics.registry).decode()
+    assert 'fatigue_ingest_samples_total{stream="hr"} 30.0' in metrics
+    assert 'fatigue_ingest_dead_letters_total{reason="schema_violation"} 1.0' in metrics
