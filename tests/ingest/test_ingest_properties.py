@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from dataclasses import replace
@@ -41,7 +42,8 @@ def _messages() -> list[tuple[str, bytes]]:
                           tst_min=np.array([np.nan, 400.0]))
     survey = Survey(msg_id=uuid.UUID(int=8), device_id="dev-a", sent_at_ms=base, t_ms=start[:1] + 1000,
                     kss=np.array([7], np.int8), samn_perelli=np.array([0], np.int8), context=("shift_start",))
-    out += [(topic_for("gw-1", "dev-a", "sleep"), encode(sleep)), (topic_for("gw-1", "dev-a", "survey"), encode(survey))]
+    out += [(topic_for("gw-1", "dev-a", "sleep"), encode(sleep)),
+            (topic_for("gw-1", "dev-a", "survey"), encode(survey))]
     conflicting = replace(hr_message("dev-a", base, 60, seed=0), bpm=np.full(60, 99, np.int16))
     out += [(topic_for("gw-1", "dev-a", "hr"), encode(conflicting)), (topic_for("gw-1", "dev-a", "hr"), b"{")]
     return out
@@ -56,7 +58,7 @@ def _ingest(conn: Conn, order: list[int], cuts: list[int]) -> dict[str, list[tup
     writer = Writer(conn, TZ)
     items = [prepare(Inbound(*MESSAGES[i]), now) for i in order]
     bounds = sorted({0, len(items), *[c % (len(items) + 1) for c in cuts]})
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         writer.write(items[lo:hi])
         conn.commit()
     return {t: conn.execute(f"SELECT {cols} FROM {t} ORDER BY {cols}").fetchall() for t, cols in TABLES.items()}
