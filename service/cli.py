@@ -108,6 +108,28 @@ def db_status(ctx: click.Context) -> None:
         click.echo(f"  {st.storage_detail}")
 
 
+@db.command("maintain")
+@click.option("--months-ahead", type=int, default=3, show_default=True)
+@click.pass_context
+def db_maintain(ctx: click.Context, months_ahead: int) -> None:
+    """Create upcoming monthly partitions (plain PostgreSQL mode; TimescaleDB needs nothing).
+
+    Rows never fail for lack of a partition (they land in the DEFAULT partition), but the scheduler runs this
+    daily so that they land in their month; rows already in DEFAULT are moved into a new month's partition.
+    """
+    settings = settings_of(ctx)
+    with connect(settings) as conn:
+        mode = conn.execute("SELECT mode FROM store.storage_mode").fetchone()
+        if mode is None or mode[0] != "partitioned":
+            click.echo("storage mode is not 'partitioned'; nothing to do")
+            return
+        created = conn.execute(
+            "SELECT coalesce(sum(store.ensure_partitions(table_name, (now() - interval '1 month')::date, "
+            "(now() + make_interval(months => %s))::date)), 0) FROM store.timeseries_tables",
+            (months_ahead,)).fetchone()
+    click.echo(f"created {created[0] if created else 0} partition(s)")
+
+
 @main.group()
 def participants() -> None:
     """Enrol participants and devices, withdraw, erase."""

@@ -49,3 +49,18 @@ def test_bad_setting_is_one_line() -> None:
     result = CliRunner().invoke(main, ["db", "status"], env={"FATIGUE_TIMEZONE": "Nowhere/Here"})
     assert result.exit_code == 1
     assert "FATIGUE_TIMEZONE" in result.output
+
+
+def test_db_maintain_creates_future_partitions(db_url: str) -> None:
+    import psycopg
+
+    env = {"FATIGUE_DATABASE_URL": db_url}
+    runner = CliRunner()
+    first = runner.invoke(main, ["db", "maintain", "--months-ahead", "6"], env=env)
+    assert first.exit_code == 0, first.output
+    with psycopg.connect(db_url) as conn:
+        mode = conn.execute("SELECT mode FROM store.storage_mode").fetchone()
+    if mode == ("partitioned",):
+        assert "created 15 partition(s)" in first.output  # 3 more months for each of the 5 raw tables
+        again = runner.invoke(main, ["db", "maintain", "--months-ahead", "6"], env=env)
+        assert "created 0 partition(s)" in again.output
