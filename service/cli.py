@@ -34,7 +34,9 @@ Run `fatigue COMMAND --help` for details of each command.
 """
 
 # Command groups contributed by other packages' CLI modules; each has register(group).
-AREA_MODULES: tuple[str, ...] = ("service.cli_ingest", "service.cli_features", "service.cli_exports")
+AREA_MODULES: tuple[str, ...] = (
+    "service.cli_ingest", "service.cli_features", "service.cli_risk", "service.cli_exports", "service.cli_access",
+)
 
 
 def settings_of(ctx: click.Context) -> Settings:

@@ -1,0 +1,59 @@
+"""Database reads and writes of the weekly report (the report itself is built in :mod:`risk.report`)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pandas as pd
+import psycopg
+
+__all__ = ["read_report_flags", "record_report", "report_recipients"]
+
+Conn = psycopg.Connection[Any]
+
+_FLAGS_SQL = """
+SELECT f.participant_id, f.programme_week, f.week_end, f.overall_level, f.criteria, f.revision,
+       p.consent_manager, CASE WHEN p.consent_manager THEN i.staff_ref END AS staff_ref
+FROM risk.weekly_flags f
+JOIN core.participants p ON p.participant_id = f.participant_id
+LEFT JOIN core.identities i ON i.participant_id = f.participant_id AND p.consent_manager
+WHERE f.force_id = %(force)s AND f.is_current AND p.withdrawn_at IS NULL
+  AND f.week_end BETWEEN %(first)s AND %(last)s
+"""
+COLUMNS = ("participant_id", "programme_week", "week_end", "overall_level", "criteria", "revision",
+           "consent_manager", "staff_ref")
+
+
+def read_report_flags(conn: Conn, force_id: str, week_end: date, trend_weeks: int = 8) -> pd.DataFrame:
+    """Current flags of one force whose week ended in the ``trend_weeks`` weeks up to ``week_end``.
+
+    The staff reference is fetched only for officers who consented to sharing with their manager; withdrawn
+    officers are left out. The read runs with ``fatigue.force_id`` set, so row-level security applies too.
+    """
+    first = week_end - timedelta(days=7 * trend_weeks - 1)
+    with conn.transaction():
+        conn.execute("SELECT set_config('fatigue.force_id', %s, true)", (force_id,))
+        rows = conn.execute(_FLAGS_SQL, {"force": force_id, "first": first, "last": week_end}).fetchall()
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["consent_manager"] = frame["consent_manager"].astype(bool)
+    return frame
+
+
+def report_recipients(conn: Conn, force_id: str) -> list[str]:
+    """E-mail addresses that receive the force's weekly report."""
+    rows = conn.execute("SELECT email FROM risk.report_recipients WHERE force_id = %s ORDER BY email",
+                        (force_id,)).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def record_report(conn: Conn, report_id: str, force_id: str, iso_week: str, week_start: date, week_end: date,
+                  html_path: str, csv_paths: list[str], n_officers: int, notified: bool, emailed: int) -> None:
+    """Insert the ``risk.reports`` row of a delivered report."""
+    with conn.transaction():
+        conn.execute("SELECT set_config('fatigue.force_id', %s, true)", (force_id,))
+        conn.execute(
+            "INSERT INTO risk.reports (report_id, force_id, iso_week, week_start, week_end, html_path, csv_paths,"
+            " n_officers, notified_mqtt, emailed_to) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (report_id, force_id, iso_week, week_start, week_end, html_path, csv_paths, n_officers, notified,
+             emailed))
