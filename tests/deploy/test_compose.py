@@ -63,3 +63,51 @@ def test_secrets_not_inlined() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     assert "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD" in text
     assert "change-me" not in text
+
+
+def _app_services() -> dict[str, Any]:
+    services = _compose()["services"]
+    return {name: svc for name, svc in services.items() if name.startswith(("ingest-", "scheduler", "api"))}
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_two_ingesters_share_one_group_with_distinct_client_ids() -> None:
+    services = _compose()["services"]
+    ingesters = [services[name] for name in ("ingest-1", "ingest-2")]
+    for svc in ingesters:
+        assert svc["command"][0] == "ingest"
+        assert svc["image"] == "fatigue-service:latest"
+    ids = {_option(svc["command"], "--client-id") for svc in ingesters}
+    assert len(ids) == 2, "each ingester needs its own broker session"
+    groups = {svc.get("environment", {}).get("FATIGUE_INGEST_GROUP", "ingest") for svc in ingesters}
+    assert len(groups) == 1, "ingesters must share one shared-subscription group"
+
+
+def test_scheduler_and_api_commands() -> None:
+    services = _compose()["services"]
+    scheduler, api = services["scheduler"]["command"], services["api"]["command"]
+    assert scheduler[0] == "serve" and "--no-ingest" in scheduler and "--no-api" in scheduler
+    assert "--scheduler" not in scheduler or "--no-scheduler" not in scheduler
+    assert api[0] == "serve" and "--no-ingest" in api and "--no-scheduler" in api and "--api" in api
+    assert _option(api, "--port") == "8000"
+    assert any(str(p).endswith("8000:8000") for p in services["api"]["ports"])
+
+
+def test_app_services_use_the_anchor_healthchecks_and_wait_for_migrate() -> None:
+    apps = _app_services()
+    assert set(apps) == {"ingest-1", "ingest-2", "scheduler", "api"}
+    for name, svc in apps.items():
+        assert svc["env_file"] == ".env" and svc["restart"] == "unless-stopped", name
+        assert svc["secrets"] == ["pseudonym_key"], name
+        assert svc["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        assert svc["depends_on"]["mosquitto"]["condition"] == "service_healthy", name
+    api_check = " ".join(apps["api"]["healthcheck"]["test"])
+    assert "/healthz" in api_check and "8000" in api_check
+    for name in ("ingest-1", "ingest-2"):
+        assert "9101" in " ".join(apps[name]["healthcheck"]["test"])
+    text = (ROOT / "docker-compose.yml").read_text()
+    for name in apps:
+        assert f"  {name}:\n    <<: *app" in text, f"{name} must use the x-app anchor"
