@@ -11,7 +11,8 @@ COPY simulators simulators
 COPY store store
 COPY exports exports
 COPY service service
-RUN pip install . && useradd --system --uid 10001 fatigue
+RUN pip install . && useradd --system --uid 10001 fatigue \
+    && mkdir -p /app/var/outbox && chown -R fatigue /app/var
 USER fatigue
 ENTRYPOINT ["fatigue"]
 CMD ["--help"]

@@ -36,7 +36,7 @@ def test_dependencies_exist_and_are_healthy_or_complete() -> None:
 
 def test_mounted_files_exist_in_repo() -> None:
     services = _compose()["services"]
-    generated = {"passwd", "acl", "certs"}  # written by `fatigue mqtt acl` / the operator's CA
+    generated = {"passwd", "acl", "certs", "credentials.txt"}  # `fatigue mqtt acl` / the operator's CA
     for svc in services.values():
         for volume in svc.get("volumes", []):
             source = volume.split(":")[0]
@@ -111,3 +111,12 @@ def test_app_services_use_the_anchor_healthchecks_and_wait_for_migrate() -> None
     text = (ROOT / "docker-compose.yml").read_text()
     for name in apps:
         assert f"  {name}:\n    <<: *app" in text, f"{name} must use the x-app anchor"
+
+
+def test_no_password_is_hardcoded_in_health_checks() -> None:
+    services = _compose()["services"]
+    for name, svc in services.items():
+        test = " ".join(svc.get("healthcheck", {}).get("test", []))
+        assert "-P healthcheck" not in test and "change-me" not in test, name
+    assert "credentials.txt" in " ".join(services["mosquitto"]["healthcheck"]["test"])
+    assert services["scheduler"]["environment"]["FATIGUE_MQTT_URL"].startswith("${FATIGUE_JOBS_MQTT_URL")
