@@ -73,11 +73,11 @@ def _read_baseline(url: str, days: int) -> tuple[float, int]:
     return time.perf_counter() - start, rows
 
 
-def run(n: int, days: int, keep: bool = False) -> dict[str, float]:
-    """Create, fill, time and drop the scratch database; returns the figures."""
+def run(n: int, days: int, keep: bool = False, admin_url: str = ADMIN_URL) -> dict[str, float]:
+    """Create, fill, time and drop the scratch database on ``admin_url``'s server; returns the figures."""
     name = f"fatigue_bench_exports_{uuid.uuid4().hex[:10]}"
-    url = f"{ADMIN_URL.rpartition('/')[0]}/{name}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+    url = f"{admin_url.rpartition('/')[0]}/{name}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     out_root = Path(tempfile.mkdtemp(prefix="bench-exports-"))
     try:
@@ -98,7 +98,7 @@ def run(n: int, days: int, keep: bool = False) -> dict[str, float]:
     finally:
         shutil.rmtree(out_root, ignore_errors=True)
         if not keep:
-            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
