@@ -15,6 +15,7 @@ import psycopg
 from service.logs import configure_logging
 from service.settings import Settings, SettingsError, load_settings
 from store import enrolment
+from store.maintenance import ensure_future_partitions
 from store.migrate import MigrationError, migrate, status
 
 HELP = """Police fatigue-study data service.
@@ -122,15 +123,11 @@ def db_maintain(ctx: click.Context, months_ahead: int) -> None:
     """
     settings = settings_of(ctx)
     with connect(settings) as conn:
-        mode = conn.execute("SELECT mode FROM store.storage_mode").fetchone()
-        if mode is None or mode[0] != "partitioned":
-            click.echo("storage mode is not 'partitioned'; nothing to do")
-            return
-        created = conn.execute(
-            "SELECT coalesce(sum(store.ensure_partitions(table_name, (now() - interval '1 month')::date, "
-            "(now() + make_interval(months => %s))::date)), 0) FROM store.timeseries_tables",
-            (months_ahead,)).fetchone()
-    click.echo(f"created {created[0] if created else 0} partition(s)")
+        created = ensure_future_partitions(conn, months_ahead)
+    if created is None:
+        click.echo("storage mode is not 'partitioned'; nothing to do")
+    else:
+        click.echo(f"created {created} partition(s)")
 
 
 @main.group()
