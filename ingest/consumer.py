@@ -171,7 +171,7 @@ class Ingester:
                 return self._commit([reason])
             merged = BatchResult()
             for item in batch:  # isolate the culprit: the rest commits one by one
-                _merge(merged, self._commit([item]))
+                merged.add(self._commit([item]))
             return merged
 
     def _write_durably(self, batch: list[Decoded | Rejected]) -> BatchResult:
@@ -218,7 +218,7 @@ class Ingester:
         return result
 
     def _record(self, result: BatchResult, seconds: float) -> None:
-        _merge(self.totals, result)
+        self.totals.add(result)
         m = self.metrics
         for stream, n in result.by_stream.items():
             m.samples.labels(stream).inc(n)
@@ -257,12 +257,3 @@ class Ingester:
         """Finish the batch in hand, commit, acknowledge and leave (SIGTERM handler)."""
         self.stopping.set()
 
-
-def _merge(into: BatchResult, other: BatchResult) -> None:
-    into.stored += other.stored
-    into.samples += other.samples
-    into.duplicates += other.duplicates
-    into.quarantined += other.quarantined
-    into.dropped_future += other.dropped_future
-    into.dead.update(other.dead)
-    into.by_stream.update(other.by_stream)

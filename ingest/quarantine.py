@@ -41,10 +41,7 @@ def replay_quarantine(conn: psycopg.Connection[tuple[object, ...]], tz: ZoneInfo
             "EXISTS (SELECT 1 FROM ingest.dead_letters d WHERE d.msg_id = q.msg_id))", (ids,))
         conn.commit()
         last_id = ids[-1]
-        for attr in ("stored", "samples", "duplicates", "dropped_future"):
-            setattr(total, attr, getattr(total, attr) + getattr(result, attr))
-        total.dead.update(result.dead)
-        total.by_stream.update(result.by_stream)
+        total.add(result)
     waiting = conn.execute("SELECT count(*) FROM ingest.quarantine WHERE replayed_at IS NULL").fetchone()
     conn.commit()
     return total, int(str(waiting[0])) if waiting else 0

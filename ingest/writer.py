@@ -84,6 +84,16 @@ class BatchResult:
     dead: Counter[str] = field(default_factory=Counter)
     by_stream: Counter[str] = field(default_factory=Counter)
 
+    def add(self, other: BatchResult) -> None:
+        """Accumulate another batch's counts into this one."""
+        self.stored += other.stored
+        self.samples += other.samples
+        self.duplicates += other.duplicates
+        self.quarantined += other.quarantined
+        self.dropped_future += other.dropped_future
+        self.dead.update(other.dead)
+        self.by_stream.update(other.by_stream)
+
 
 def _rows(rec: Records, pid: uuid.UUID | None) -> list[tuple[object, ...]]:
     """Rows of one message for its raw table (one row per run / episode / answer / status)."""
