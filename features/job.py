@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -148,23 +148,19 @@ def _daily_rows(ids: Sequence[object], day0: npt.NDArray[np.int64], cols: dict[s
     n_written = np.clip(np.array([(today - epoch).days], np.int64) - day0 + 1, 0, N_DAYS)
     p_idx = np.repeat(np.arange(len(ids)), n_written)
     d_idx = np.concatenate([np.arange(k) for k in n_written]) if len(ids) else np.zeros(0, np.int64)
+    rr_or_null = np.array(["rr", None], dtype=object)  # where a value came from our own RR/HR computation
+    every = {**cols, "hrv_source": rr_or_null[(~cols["valid_hrv_night"]).astype(np.int64)],
+             "rhr_source": rr_or_null[(~np.isfinite(cols["resting_hr_bpm"])).astype(np.int64)]}
+    picked = {c: every[c][p_idx, d_idx].tolist() for c in DAILY_COLUMNS[3:-1]}
     rows = []
-    values = [cols[c][p_idx, d_idx].tolist() for c in DAILY_COLUMNS[3:-1] if c in cols]
-    has_hrv = cols["valid_hrv_night"][p_idx, d_idx].tolist()
-    has_rhr = np.isfinite(cols["resting_hr_bpm"][p_idx, d_idx]).tolist()
-    names = [c for c in DAILY_COLUMNS[3:-1] if c in cols]
     for k, (p, d) in enumerate(zip(p_idx.tolist(), d_idx.tolist(), strict=True)):
-        record = {name: _py(values[j][k]) for j, name in enumerate(names)}
-        record["hrv_source"] = "rr" if has_hrv[k] else None
-        record["rhr_source"] = "rr" if has_rhr[k] else None
         sleep_date = epoch + timedelta(days=int(day0[p]) + d)
-        rows.append((ids[p], sleep_date, d + 1, *(record[c] for c in DAILY_COLUMNS[3:-1]), ALGORITHM_VERSION))
+        rows.append((ids[p], sleep_date, d + 1, *(_py(picked[c][k]) for c in DAILY_COLUMNS[3:-1]),
+                     ALGORITHM_VERSION))
     return rows
 
 
 def _duty_rows(ids: Sequence[object], du: job_io.Duties, cols: dict[str, np.ndarray]) -> list[tuple[object, ...]]:
-    from datetime import UTC, datetime
-
     lists = {k: v.tolist() for k, v in cols.items()}
     return [(ids[p], datetime.fromtimestamp(s, UTC), datetime.fromtimestamp(e, UTC), str(st), bool(ot),
              *(_py(lists[c][i]) for c in DUTY_COLUMNS[5:-1]), ALGORITHM_VERSION)

@@ -148,7 +148,7 @@ def read_night_hr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant:
             "AND r.start_ts < n.end_ts AND r.end_ts > n.start_ts, unnest(r.offsets_ms, r.bpm) AS u(o, b) "
             "WHERE r.start_ts + o * interval '1 ms' >= n.start_ts AND r.start_ts + o * interval '1 ms' < n.end_ts "
             "GROUP BY 1, 2 ORDER BY 1, 2").fetchall()
-    return _series(rows, per_minute=True)
+    return _minute_series(rows)
 
 
 def read_night_rr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant: I64, start: I64,
@@ -166,7 +166,8 @@ def read_night_rr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant:
     return _csr(nights, rr, ends)
 
 
-def _series(rows: list[tuple[object, ...]], per_minute: bool) -> NightSeries:
+def _minute_series(rows: list[tuple[object, ...]]) -> NightSeries:
+    """Rows (night, minute epoch s, mean bpm) -> per-night series on a full minute grid (CSR)."""
     if not rows:
         return NightSeries(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(1, np.int64))
     night = np.array([r[0] for r in rows], np.int64)

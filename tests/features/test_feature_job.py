@@ -90,6 +90,8 @@ def test_features_match_ground_truth(cohort: tuple[str, Path]) -> None:
     assert np.median(rel) < 0.15, "nightly RMSSD within 15 % of the simulator's clean RMSSD"
     rhr = merged[np.isfinite(merged.resting_hr_bpm) & np.isfinite(merged.resting_hr_bpm_true)]
     assert np.median(np.abs(rhr.resting_hr_bpm - rhr.resting_hr_bpm_true)) < 4.0
+    assert ((frame.hrv_source == "rr") == frame.valid_hrv_night).all()
+    assert ((frame.rhr_source == "rr") == frame.resting_hr_bpm.notna()).all()
     assert (frame.debt_net_7d_h.dropna() >= 0).all()
     assert set(frame.algorithm_version) == {"features-1.0"}
     with psycopg.connect(url) as conn:
