@@ -30,7 +30,7 @@ F64 = npt.NDArray[np.float64]
 MIN_EPISODE_S = 15 * 60  # science.md §4.1 "Service usage": main sleep + naps >= 15 min [ENG]
 MAX_GRID_CELLS = 4_000_000  # participants x 5-min epochs simulated at once (~60 B each -> ~240 MB)
 
-_PIDX = "JOIN unnest(%s::uuid[]) WITH ORDINALITY AS p(participant_id, idx) USING (participant_id)"
+PARTICIPANT_INDEX_JOIN = "JOIN unnest(%s::uuid[]) WITH ORDINALITY AS p(participant_id, idx) USING (participant_id)"
 _BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
 _BINARY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 _WIRE: dict[str, tuple[str, str]] = {  # pg type -> (big-endian numpy dtype, SQL type of the stage column)
@@ -84,7 +84,7 @@ def read_sleep(conn: Conn, ids: Sequence[uuid.UUID]) -> Intervals:
     """Measured sleep episodes >= 15 min; identical episodes replayed under other message ids count once."""
     rows = conn.execute(
         "SELECT DISTINCT p.idx - 1, extract(epoch FROM e.start_ts)::int8, extract(epoch FROM e.end_ts)::int8 "
-        f"FROM raw.sleep_episodes e {_PIDX} WHERE e.end_ts - e.start_ts >= make_interval(secs => %s) "
+        f"FROM raw.sleep_episodes e {PARTICIPANT_INDEX_JOIN} WHERE e.end_ts - e.start_ts >= make_interval(secs => %s) "
         "ORDER BY 1, 2, 3", (list(ids), MIN_EPISODE_S)).fetchall()
     return _intervals(rows)
 
@@ -93,7 +93,7 @@ def read_duties(conn: Conn, ids: Sequence[uuid.UUID]) -> Intervals:
     """Rostered duties (``core.duties``) of the participants."""
     rows = conn.execute(
         "SELECT p.idx - 1, extract(epoch FROM d.start_ts)::int8, extract(epoch FROM d.end_ts)::int8 "
-        f"FROM core.duties d {_PIDX} ORDER BY 1, 2", (list(ids),)).fetchall()
+        f"FROM core.duties d {PARTICIPANT_INDEX_JOIN} ORDER BY 1, 2", (list(ids),)).fetchall()
     return _intervals(rows)
 
 

@@ -137,8 +137,8 @@ def _training_frame(database_url: str, tz: str) -> _Frame:
             ids = cohort.ids[part]
             rows = conn.execute(
                 "SELECT DISTINCT ON (p.idx, a.ts) p.idx - 1, extract(epoch FROM a.ts)::int8, a.kss "
-                "FROM raw.survey_answers a JOIN unnest(%s::uuid[]) WITH ORDINALITY AS p(participant_id, idx) "
-                "USING (participant_id) ORDER BY p.idx, a.ts, a.ingested_at", (ids,)).fetchall()
+                f"FROM raw.survey_answers a {job_io.PARTICIPANT_INDEX_JOIN} ORDER BY p.idx, a.ts, a.ingested_at",
+                (ids,)).fetchall()
             if not rows:
                 continue
             ans = np.array(rows, dtype=np.int64).reshape(-1, 3)
@@ -252,8 +252,7 @@ def score_sleepiness(database_url: str, model_path: str | Path, tz: str = "Europ
             ids = cohort.ids[part]
             rows = conn.execute(
                 "SELECT p.idx - 1, f.sleep_date - date '1970-01-01' FROM derived.daily_features f "
-                "JOIN unnest(%s::uuid[]) WITH ORDINALITY AS p(participant_id, idx) USING (participant_id) "
-                "ORDER BY 1, 2", (ids,)).fetchall()
+                f"{job_io.PARTICIPANT_INDEX_JOIN} ORDER BY 1, 2", (ids,)).fetchall()
             if not rows:
                 continue
             arr = np.array(rows, dtype=np.int64).reshape(-1, 2)
