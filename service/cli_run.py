@@ -83,13 +83,16 @@ def simulate_command(participants: int, days: int, start: datetime, seed: int, o
 @click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=Path("var/demo"),
               show_default=True, help="Demo folder (reset on every run; pseudonym.key is kept).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--keep", is_flag=True, help="Leave the demo's PostgreSQL and Mosquitto running afterwards.")
+@click.option("--keep", is_flag=True, help="Leave the demo's PostgreSQL and MQTT broker running afterwards.")
+@click.option("--broker", type=click.Choice(["auto", "mosquitto", "embedded"]), default="auto", show_default=True,
+              help="MQTT broker to start: auto uses Mosquitto when installed, otherwise the broker embedded in "
+                   "the iotcore wheel (rumqttd).")
 @click.option("--services", type=click.Choice(["auto", "embedded", "configured"]), default="auto",
               show_default=True,
               help="auto: use FATIGUE_DATABASE_URL / FATIGUE_MQTT_URL when they differ from the defaults, "
                    "otherwise start private servers in the demo folder.")
 def demo_command(participants: int, forces: int, days: int, folder: Path, seed: int, keep: bool,
-                 services: str) -> None:
+                 broker: str, services: str) -> None:
     """See it work: private services, a simulated cohort over MQTT, features, models, flags, reports, export."""
     from service.demo import DemoOptions, format_summary, run_demo
 
@@ -100,7 +103,7 @@ def demo_command(participants: int, forces: int, days: int, folder: Path, seed: 
     configured_mq = services == "configured" or (services == "auto" and s.mqtt_url != DEFAULT_MQTT_URL)
     mq = s.mqtt
     opts = DemoOptions(participants=participants, forces=forces, days=days, folder=folder, seed=seed, keep=keep,
-                       timezone=s.timezone, ingest_group=s.ingest_group,
+                       broker=broker, timezone=s.timezone, ingest_group=s.ingest_group,
                        client_id=f"fatigue-demo-{socket.gethostname()}")
     try:
         summary = run_demo(opts, database_url=s.database_url if configured_db else None,

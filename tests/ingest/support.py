@@ -14,10 +14,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import paho.mqtt.client as mqtt
 import psycopg
-from ingest.contract import HeartRate, encode, topic_for
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.consumer import IngestConfig, Ingester
+from ingest.contract import HeartRate, encode, topic_for
 from service.local_servers import PrivateMosquitto
 from store.enrolment import import_participants
 
