@@ -16,13 +16,15 @@ Disclosure control, in this order:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from exports.policy import AGGREGATE_COUNTS, AGGREGATE_KEYS, AGGREGATE_STATISTICS, AGGREGATE_TOTALS, ExportPolicy
 
-__all__ = ["METRICS", "aggregate_table", "daily_partials"]
+__all__ = ["METRICS", "DailyTotals", "aggregate_table"]
 
 #: Aggregated daily metric -> (released column, count column, mean column, sd column or None).
 METRICS: dict[str, tuple[str, str, str | None]] = {
@@ -33,21 +35,69 @@ METRICS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-def daily_partials(released: pa.Table) -> pd.DataFrame:
-    """Per ``(pid, programme_week)`` sums of one released daily batch (valid sleep days only).
+class DailyTotals:
+    """Running totals of released valid participant-days, fed chunk by chunk (no per-row Python).
 
-    Returns columns ``pid, programme_week, days`` and ``<metric>_s``, ``<metric>_ss``, ``<metric>_c`` (sum, sum of
-    squares, count of non-missing values) for every metric in :data:`METRICS`.
+    Per (participant, week) only "has a valid day" and "has a value of metric m" are needed (for the participant
+    counts); sums, sums of squares and value counts are additive, so they are kept per cell (week x role group).
+
+    Parameters
+    ----------
+    role_of : numpy.ndarray of int
+        Role-group code of every eligible participant (``pidx`` order); -1 for suppressed participants.
+    roles : sequence of str
+        Role-group names of the codes.
+    weeks : int
+        Programme weeks covered (week numbers 1..weeks).
     """
-    cols = ["pid", "programme_week", "valid_sleep_day", *METRICS]
-    frame = released.select(cols).to_pandas()
-    frame = frame[frame["valid_sleep_day"].fillna(False).astype(bool)]
-    parts: dict[str, pd.Series] = {"days": frame["valid_sleep_day"].astype(np.int64)}
-    for m in METRICS:
-        v = frame[m].astype(np.float64)
-        parts[f"{m}_s"], parts[f"{m}_ss"], parts[f"{m}_c"] = v.fillna(0.0), v.fillna(0.0) ** 2, v.notna()
-    data = pd.DataFrame(parts).assign(pid=frame["pid"], programme_week=frame["programme_week"])
-    return data.groupby(["pid", "programme_week"], as_index=False, sort=False).sum()
+
+    def __init__(self, role_of: np.ndarray[Any, Any], roles: Sequence[str], weeks: int) -> None:
+        self.role_of, self.roles, self.weeks = role_of.astype(np.int64), list(roles), weeks
+        n_pw, n_cells = len(role_of) * weeks, weeks * len(roles)
+        self.has_day = np.zeros(n_pw, bool)
+        self.has = {m: np.zeros(n_pw, bool) for m in METRICS}
+        self.cell_days = np.zeros(n_cells, np.int64)
+        self.cell = {(m, k): np.zeros(n_cells) for m in METRICS for k in ("s", "ss", "c")}
+
+    def add(self, num: dict[str, np.ndarray[Any, Any]]) -> None:
+        """Add the released rows of one chunk (``pidx``, ``programme_week``, ``valid_sleep_day``, metrics)."""
+        valid = num["valid_sleep_day"].astype(bool) & (num["programme_week"] >= 1) \
+            & (num["programme_week"] <= self.weeks)
+        pidx, week = num["pidx"][valid], num["programme_week"][valid] - 1
+        key = pidx * self.weeks + week
+        cell = week * len(self.roles) + self.role_of[pidx]
+        self.has_day[key] = True
+        self.cell_days += np.bincount(cell, minlength=self.cell_days.size)
+        for m in METRICS:
+            v = num[m][valid]
+            ok = ~np.isnan(v)
+            self.has[m][key[ok]] = True
+            self.cell[m, "s"] += np.bincount(cell[ok], weights=v[ok], minlength=self.cell_days.size)
+            self.cell[m, "ss"] += np.bincount(cell[ok], weights=v[ok] ** 2, minlength=self.cell_days.size)
+            self.cell[m, "c"] += np.bincount(cell[ok], minlength=self.cell_days.size)
+
+    def _participants(self, per_pw: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Participants per cell whose flag in ``per_pw`` (participant x week) is set."""
+        nz = np.flatnonzero(per_pw)
+        cell = (nz % self.weeks) * len(self.roles) + self.role_of[nz // self.weeks]
+        return np.bincount(cell, minlength=self.cell_days.size)
+
+    def cells(self) -> pd.DataFrame:
+        """Daily cells indexed by ``(programme_week, role_group)``: counts, means and SDs (unsuppressed)."""
+        agg: dict[str, np.ndarray[Any, Any]] = {"n_participants": self._participants(self.has_day),
+                                                "n_participant_days": self.cell_days}
+        for m, (n_col, mean_col, sd_col) in METRICS.items():
+            s, ss, c = self.cell[m, "s"], self.cell[m, "ss"], self.cell[m, "c"]
+            agg[n_col] = self._participants(self.has[m])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                mean = np.where(c > 0, s / c, np.nan)
+                agg[mean_col] = np.round(mean, 1)
+                if sd_col:
+                    var = np.where(c > 1, (ss - c * mean**2) / (c - 1), np.nan)
+                    agg[sd_col] = np.round(np.sqrt(np.clip(var, 0, None)), 1)
+        index = pd.MultiIndex.from_product([range(1, self.weeks + 1), self.roles], names=list(AGGREGATE_KEYS))
+        frame = pd.DataFrame(agg, index=index)
+        return frame[self.cell_days > 0]
 
 
 def _round_counts(counts: pd.DataFrame, policy: ExportPolicy) -> pd.DataFrame:
@@ -65,24 +115,6 @@ def _secondary(counts: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _daily_cells(partials: pd.DataFrame, roles: pd.Series) -> pd.DataFrame:
-    per = partials.groupby(["pid", "programme_week"], as_index=False, sort=False).sum()
-    per["role_group"] = per["pid"].map(roles)
-    agg: dict[str, pd.Series] = {}
-    grouped = per.groupby(list(AGGREGATE_KEYS))
-    agg["n_participants"] = grouped["days"].apply(lambda d: int((d > 0).sum()))
-    agg["n_participant_days"] = grouped["days"].sum()
-    for m, (n_col, mean_col, sd_col) in METRICS.items():
-        s, ss, c = grouped[f"{m}_s"].sum(), grouped[f"{m}_ss"].sum(), grouped[f"{m}_c"].sum()
-        agg[n_col] = grouped[f"{m}_c"].apply(lambda x: int((x > 0).sum()))
-        mean = s / c.where(c > 0)
-        agg[mean_col] = mean.round(1)
-        if sd_col:
-            var = (ss - c * mean**2) / (c - 1).where(c > 1)
-            agg[sd_col] = np.sqrt(var.clip(lower=0)).round(1)
-    return pd.DataFrame(agg)
-
-
 def _flag_cells(flags: pd.DataFrame, roles: pd.Series) -> pd.DataFrame:
     f = flags.assign(role_group=flags["pid"].map(roles))
     table = pd.crosstab([f["programme_week"], f["role_group"]], f["overall_level"])
@@ -93,14 +125,14 @@ def _flag_cells(flags: pd.DataFrame, roles: pd.Series) -> pd.DataFrame:
     return out
 
 
-def aggregate_table(partials: list[pd.DataFrame], flags: pd.DataFrame, participants: pd.DataFrame,
+def aggregate_table(daily: pd.DataFrame, flags: pd.DataFrame, participants: pd.DataFrame,
                     policy: ExportPolicy) -> pd.DataFrame:
     """Build the disclosure-controlled aggregate table.
 
     Parameters
     ----------
-    partials : list of pandas.DataFrame
-        Outputs of :func:`daily_partials` for every released daily batch.
+    daily : pandas.DataFrame
+        :meth:`DailyTotals.cells` of every released daily row.
     flags : pandas.DataFrame
         Released weekly flags (``pid, programme_week, overall_level``).
     participants : pandas.DataFrame
@@ -114,9 +146,6 @@ def aggregate_table(partials: list[pd.DataFrame], flags: pd.DataFrame, participa
         NaN = suppressed) and the statistics of :data:`exports.policy.AGGREGATE_STATISTICS` (NaN = not shown).
     """
     roles = participants.set_index("pid")["role_group"]
-    empty = pd.DataFrame(columns=["pid", "programme_week", "days"])
-    daily = _daily_cells(pd.concat(partials) if partials else empty.assign(
-        **{f"{m}_{s}": [] for m in METRICS for s in ("s", "ss", "c")}), roles)
     cells = daily.join(_flag_cells(flags, roles), how="outer") if len(flags) else daily
     for col in (*AGGREGATE_COUNTS, *AGGREGATE_STATISTICS):
         if col not in cells:

@@ -25,15 +25,15 @@ Sex values other than female/male are merged into ``not_stated``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from exports.daily_read import SOURCE_CODES, DailyChunk
 from exports.policy import DAILY_RELEASED, ExportPolicy, ExportRefusedError
 from exports.pseudonym import force_code
 
@@ -161,40 +161,60 @@ def generalise(people: pd.DataFrame, pids: np.ndarray[Any, Any], key: bytes,
                                        f"{policy.max_suppressed_fraction:.0%})")
 
 
-def _round(col: pa.ChunkedArray | pa.Array, decimals: int) -> Any:
-    return pc.round(pc.cast(col, pa.float64()), decimals)
+def _to_arrow(values: np.ndarray[Any, Any]) -> pa.Array:
+    """Float array with NaN as null."""
+    return pa.array(values, mask=np.isnan(values))
 
 
-def daily_batch(batch: pa.RecordBatch, uuids: pa.Array, pids: pa.Array, policy: ExportPolicy) -> pa.Table:
-    """Anonymise one batch of ``derived.daily_features`` rows (shared column names).
+def _decode(codes: np.ndarray[Any, Any], values: Sequence[str]) -> pa.Array:
+    """1-based codes (0 = null) as strings."""
+    return pa.array(list(values), pa.string()).take(pa.array(codes.astype(np.int32) - 1, mask=codes == 0))
 
-    Participants not in ``uuids`` (suppressed) are dropped; ``participant_id`` becomes ``pid``; ``sleep_date``
-    becomes ``programme_week`` and the local ``weekday`` (0 = Monday); clock times are rounded to
-    ``policy.clock_round_h``; durations, HR and HRV are rounded (:data:`DAILY_DECIMALS`); ``ln_rmssd`` is
-    recomputed from the rounded RMSSD; ``computed_at`` is dropped.
+
+def daily_batch(chunk: DailyChunk, released: pa.Array, is_released: np.ndarray[Any, Any],
+                policy: ExportPolicy) -> tuple[pa.Table, dict[str, np.ndarray[Any, Any]]]:
+    """Anonymise one chunk of ``derived.daily_features`` rows (see :mod:`exports.daily_read`).
+
+    ``chunk.columns["pidx"]`` indexes ``released`` (each eligible participant's pseudonym, null when
+    suppressed) and ``is_released``; suppressed participants' rows are dropped and ``pidx`` becomes ``pid``.
+    ``sleep_date`` becomes ``programme_week`` and the local ``weekday`` (0 = Monday); clock times are rounded to
+    ``policy.clock_round_h``; durations, HR and HRV are rounded (:data:`DAILY_DECIMALS`, half to even);
+    ``ln_rmssd`` is recomputed from the rounded RMSSD.
+
+    Returns
+    -------
+    table : pyarrow.Table
+        The released rows, columns :data:`exports.policy.DAILY_RELEASED`.
+    numeric : dict of str to numpy.ndarray
+        ``pidx``, ``programme_week``, ``valid_sleep_day`` and the rounded values (NaN = missing) of the kept
+        rows, for the aggregate table.
     """
-    table = pa.Table.from_batches([batch])
-    idx = pc.index_in(table["participant_id"], value_set=uuids)
-    keep = pc.is_valid(idx)
-    table, idx = table.filter(keep), pc.drop_null(idx)
-    cols: dict[str, Any] = {"pid": pc.take(pids, idx),
-                            "programme_week": pc.add(pc.divide(pc.subtract(table["programme_day"], 1), 7), 1),
-                            "weekday": pc.day_of_week(table["sleep_date"])}
+    src = chunk.columns
+    keep = is_released[src["pidx"]]
+    col = {name: values[keep] for name, values in src.items()}
+    day = col["programme_day"].astype(np.int64)
+    num: dict[str, np.ndarray[Any, Any]] = {"pidx": col["pidx"], "programme_week": (day - 1) // 7 + 1,
+                                            "valid_sleep_day": col["valid_sleep_day"]}
     step = 1.0 / policy.clock_round_h
+    mid = np.round(col["midpoint_local_h"].astype(np.float64) * step) / step
+    num["midpoint_local_h"] = np.where(mid >= 24.0, mid - 24.0, mid)
+    for name, decimals in DAILY_DECIMALS.items():
+        num[name] = np.round(col[name].astype(np.float64), decimals)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        num["ln_rmssd"] = np.round(np.log(np.where(num["rmssd_ms"] > 0, num["rmssd_ms"], np.nan)), 3)
+    out: dict[str, Any] = {
+        "pid": released.take(pa.array(col["pidx"])), "programme_day": pa.array(day),
+        "programme_week": pa.array(num["programme_week"]),
+        "weekday": pa.array((col["sleep_date"].astype(np.int64) + 3) % 7),  # 1970-01-01 was a Thursday (3)
+        "valid_sleep_day": pa.array(col["valid_sleep_day"]), "valid_hrv_night": pa.array(col["valid_hrv_night"]),
+        "n_episodes": pa.array(col["n_episodes"].astype(np.int64)),
+        "hrv_source": _decode(col["hrv_source"], SOURCE_CODES), "rhr_source": _decode(col["rhr_source"], SOURCE_CODES),
+        "algorithm_version": _decode(col["algorithm_version"], chunk.versions),
+    }
     for name in DAILY_RELEASED:
-        if name in cols:
-            continue
-        if name == "midpoint_local_h":
-            mid = pc.divide(_round(pc.multiply(pc.cast(table[name], pa.float64()), step), 0), step)
-            cols[name] = pc.if_else(pc.greater_equal(mid, 24.0), pc.subtract(mid, 24.0), mid)
-        elif name == "ln_rmssd":
-            rm = _round(table["rmssd_ms"], 0)
-            cols[name] = _round(pc.ln(pc.if_else(pc.greater(rm, 0), rm, None)), 3)
-        elif name in DAILY_DECIMALS:
-            cols[name] = _round(table[name], DAILY_DECIMALS[name])
-        else:
-            cols[name] = table[name]
-    return pa.table({name: cols[name] for name in DAILY_RELEASED})
+        if name not in out:
+            out[name] = _to_arrow(num[name])
+    return pa.table({name: out[name] for name in DAILY_RELEASED}), num
 
 
 def flags_table(flags: pd.DataFrame, id_to_pid: Callable[[pd.Series], pd.Series]) -> pd.DataFrame:

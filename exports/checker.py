@@ -117,14 +117,29 @@ def _check_manifest(folder: Path, res: CheckResult) -> None:
             res.fail("manifest", f"SHA-256 of {name} does not match the manifest")
 
 
-def _read_table(path: Path, schema: dict[str, Any]) -> pa.Table:
+_KINDS = {"integer": pa.int64(), "number": pa.float64(), "string": pa.string(), "boolean": pa.bool_()}
+#: daily_features columns the rules read; string columns are always read too (for the identifier scan).
+_DAILY_RULE_COLUMNS = {"pid", "programme_day", "weekday", "programme_week", "midpoint_local_h"}
+
+
+def _read_table(path: Path, schema: dict[str, Any], needed: set[str] | None = None) -> tuple[pa.Table, list[str]]:
+    """The table (only ``needed`` and string columns of a parquet file when given) and all its column names.
+
+    A parquet column that is not read is still checked against its declared type (from the file's schema).
+    """
+    types = {f["name"]: _KINDS.get(f.get("type", "string"), pa.string()) for f in schema.get("fields", [])}
     if path.suffix == ".parquet":
-        return pq.read_table(path)
-    kinds = {"integer": pa.int64(), "number": pa.float64(), "string": pa.string(), "boolean": pa.bool_()}
-    types = {f["name"]: kinds.get(f.get("type", "string"), pa.string()) for f in schema.get("fields", [])}
+        file_schema = pq.read_schema(path)
+        for name in file_schema.names:
+            if name in types and file_schema.field(name).type != types[name]:
+                raise ValueError(f"column {name} is {file_schema.field(name).type}, not {types[name]}")
+        columns = None if needed is None else [
+            n for n in file_schema.names if n in needed or pa.types.is_string(file_schema.field(n).type)]
+        return pq.read_table(path, columns=columns), list(file_schema.names)
     convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=True, null_values=[""],
                                    true_values=["true"], false_values=["false"])
-    return pacsv.read_csv(path, convert_options=convert)
+    table = pacsv.read_csv(path, convert_options=convert)
+    return table, table.column_names
 
 
 def _load_tables(folder: Path, policy: ExportPolicy, res: CheckResult) -> tuple[dict[str, pa.Table],
@@ -142,15 +157,16 @@ def _load_tables(folder: Path, policy: ExportPolicy, res: CheckResult) -> tuple[
         schema = resource.get("schema", {})
         if resource.get("hash") != f"sha256:{_sha256(path)}":
             res.fail("package_schema", f"hash of {path.name} does not match datapackage.json")
+        needed = {*_DAILY_RULE_COLUMNS, *policy.integer_valued} if stem == "daily_features" else None
         try:
-            table = _read_table(path, schema)
+            table, names = _read_table(path, schema, needed)
         except (pa.ArrowException, OSError, ValueError) as exc:
             res.fail("package_schema", f"{path.name} cannot be read as its schema says ({exc.__class__.__name__})")
             continue
         declared = [f.get("name") for f in schema.get("fields", [])]
-        if declared != table.column_names:
-            res.fail("package_schema", f"{path.name}: columns {table.column_names} differ from its schema")
-        for col in table.column_names:
+        if declared != names:
+            res.fail("package_schema", f"{path.name}: columns {names} differ from its schema")
+        for col in names:
             if col not in policy.released_columns[stem]:
                 res.fail("released_columns", f"{path.name}: column '{col}' may not be released")
         tables[stem], schemas[stem] = table, schema

@@ -7,38 +7,30 @@ and one without research consent is in none.
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
 import psycopg
-import pyarrow as pa
-import pyarrow.csv as pacsv
 from psycopg.types.json import Jsonb
 
+from exports.daily_read import DailyChunk, read_daily_chunks
 from exports.ledger import GENESIS, LedgerEntry, entry_hash
 
-__all__ = ["append_ledger", "eligible_participants", "forbidden_identifiers", "read_flags", "read_ledger",
-           "stream_daily", "table_exists"]
+__all__ = [
+    "append_ledger",
+    "eligible_participants",
+    "forbidden_identifiers",
+    "read_daily",
+    "read_flags",
+    "read_ledger",
+    "table_exists",
+]
 
 Conn = psycopg.Connection[Any]
 
 ELIGIBLE = "p.consent_research AND p.withdrawn_at IS NULL"
-_DAILY_TYPES: dict[str, pa.DataType] = {
-    "participant_id": pa.string(), "sleep_date": pa.date32(), "programme_day": pa.int64(),
-    "valid_sleep_day": pa.bool_(), "valid_hrv_night": pa.bool_(), "n_episodes": pa.int64(),
-    "hrv_source": pa.string(), "rhr_source": pa.string(), "algorithm_version": pa.string(),
-}
-DAILY_SOURCE: tuple[str, ...] = (
-    "participant_id", "sleep_date", "programme_day", "valid_sleep_day", "wear_h", "n_episodes", "tib_min",
-    "tst_min", "main_tst_min", "nap_min", "se_pct", "sol_min", "waso_min", "awakenings", "midpoint_local_h",
-    "sleep_need_h", "debt_net_7d_h", "debt_gross_7d_h", "debt_carry_h", "sleep_performance_pct", "sri_14d",
-    "sleep_consistency", "valid_hrv_night", "rmssd_ms", "ln_rmssd", "sdnn_ms", "pnn50_pct", "hrv_source",
-    "resting_hr_bpm", "rhr_source", "hrv_baseline_mean", "hrv_baseline_sd", "rhr_baseline_mean",
-    "recovery_score", "algorithm_version",
-)
 
 
 def table_exists(conn: Conn, name: str) -> bool:
@@ -62,51 +54,14 @@ def forbidden_identifiers(conn: Conn) -> set[str]:
     return {str(r[0]) for r in rows}
 
 
-class _CopyStream(io.RawIOBase):
-    """A readable file over the chunks of a ``COPY ... TO STDOUT``."""
+def read_daily(conn: Conn, participant_ids: Iterable[str], first_day: int, last_day: int) -> Iterator[DailyChunk]:
+    """Eligible participants' ``derived.daily_features`` rows in a programme-day range, column-packed by chunk.
 
-    def __init__(self, chunks: Iterator[Any]) -> None:
-        self._chunks = chunks
-        self._buf = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        view = memoryview(target).cast("B")
-        filled = 0
-        while filled < len(view):
-            if not self._buf:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._buf = memoryview(chunk).cast("B")
-            n = min(len(view) - filled, len(self._buf))
-            view[filled:filled + n] = self._buf[:n]
-            self._buf = self._buf[n:]
-            filled += n
-        return filled
-
-
-def stream_daily(conn: Conn, first_day: int, last_day: int, block_bytes: int = 32 << 20) -> Iterator[pa.RecordBatch]:
-    """Stream eligible participants' ``derived.daily_features`` rows in a programme-day range as Arrow batches.
-
-    Rows come through ``COPY (...) TO STDOUT (FORMAT csv)`` parsed by pyarrow's streaming CSV reader (several
-    times faster than fetching tuples). ``computed_at`` is never read.
+    ``participant_ids`` are the eligible participants (from :func:`eligible_participants` in the same
+    transaction); eligibility is checked again in SQL for every row. Reads run on two extra connections sharing
+    this transaction's snapshot (see :mod:`exports.daily_read`). ``computed_at`` is never read.
     """
-    cols = ", ".join(f"f.{c}" for c in DAILY_SOURCE)
-    query = (f"SELECT {cols} FROM derived.daily_features f JOIN core.participants p USING (participant_id) "
-             f"WHERE {ELIGIBLE} AND f.programme_day BETWEEN {int(first_day)} AND {int(last_day)}")
-    convert = pacsv.ConvertOptions(column_types=_DAILY_TYPES, true_values=["t"], false_values=["f"],
-                                   strings_can_be_null=True)
-    read = pacsv.ReadOptions(column_names=list(DAILY_SOURCE), block_size=block_bytes)
-    with conn.cursor().copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
-        stream = io.BufferedReader(_CopyStream(iter(copy)), buffer_size=8 << 20)
-        try:
-            reader = pacsv.open_csv(stream, read_options=read, convert_options=convert)
-        except pa.ArrowInvalid:  # no rows at all: pyarrow cannot open an empty stream
-            return
-        yield from reader
+    yield from read_daily_chunks(conn, [str(p) for p in participant_ids], first_day, last_day, ELIGIBLE)
 
 
 def read_flags(conn: Conn, first_week: int, last_week: int) -> pd.DataFrame | None:

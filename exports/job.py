@@ -20,7 +20,7 @@ import psycopg
 import pyarrow as pa
 
 from exports import db
-from exports.aggregate import aggregate_table, daily_partials
+from exports.aggregate import DailyTotals, aggregate_table
 from exports.anonymise import Generalised, daily_batch, flags_table, generalise
 from exports.checker import require_releasable
 from exports.ledger import LedgerEntry, chain_errors
@@ -79,23 +79,37 @@ def _check_request(req: ExportRequest) -> None:
         raise ValueError(f"{req.out} already exists and is not an empty folder; exports never overwrite")
 
 
-def _write_daily(conn: db.Conn, tmp: Path, gen: Generalised, req: ExportRequest) -> tuple[int, list[pd.DataFrame],
-                                                                                          pd.Series]:
-    uuids = pa.array(gen.table["participant_id"].astype(str).tolist(), pa.string())
-    pids = pa.array(gen.table["pid"].astype(str).tolist(), pa.string())
-    writer = TableWriter(tmp, "daily_features", req.fmt, req.policy)
-    partials: list[pd.DataFrame] = []
-    days = pd.Series(0, index=gen.table["pid"].to_numpy(), dtype=np.int64)
+def _released(people: pd.DataFrame, gen: Generalised) -> tuple[pa.Array, np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Per eligible participant: pseudonym (null when suppressed) and whether released; and each released
+    participant's position among the eligible."""
+    pos = pd.Index(people["participant_id"]).get_indexer(gen.table["participant_id"])
+    released = np.full(len(people), None, dtype=object)
+    released[pos] = gen.table["pid"].to_numpy()
+    is_released = np.zeros(len(people), bool)
+    is_released[pos] = True
+    return pa.array(released, pa.string()), is_released, pos
+
+
+def _write_daily(conn: db.Conn, tmp: Path, people: pd.DataFrame, gen: Generalised,
+                 req: ExportRequest) -> tuple[int, pd.DataFrame, np.ndarray[Any, Any]]:
+    """Stream, anonymise and write ``daily_features``; returns rows, the daily aggregate cells and the days of
+    every released participant (in ``gen.table`` order)."""
+    released, is_released, pos = _released(people, gen)
+    roles = sorted(gen.table["role_group"].unique())
+    role_of = np.full(len(people), -1, np.int64)
+    role_of[pos] = pd.Index(roles).get_indexer(gen.table["role_group"])
+    totals = DailyTotals(role_of, roles, req.to_week)
+    writer = TableWriter(tmp, "daily_features", req.fmt, req.policy, background=True)
+    days = np.zeros(len(people), np.int64)
     try:
-        for batch in db.stream_daily(conn, (req.from_week - 1) * 7 + 1, req.to_week * 7):
-            released = daily_batch(batch, uuids, pids, req.policy)
-            writer.write(released)
-            partials.append(daily_partials(released))
-            counts = released["pid"].value_counts().to_pylist()
-            days = days.add(pd.Series({c["values"]: c["counts"] for c in counts}, dtype=np.int64), fill_value=0)
+        for chunk in db.read_daily(conn, people["participant_id"], (req.from_week - 1) * 7 + 1, req.to_week * 7):
+            table, numeric = daily_batch(chunk, released, is_released, req.policy)
+            writer.write(table)
+            totals.add(numeric)
+            days += np.bincount(numeric["pidx"], minlength=len(people))
     finally:
         writer.close()
-    return writer.rows, partials, days.astype(np.int64)
+    return writer.rows, totals.cells(), days[pos]
 
 
 def _report(req: ExportRequest, gen: Generalised, rows: dict[str, int], agg: pd.DataFrame,
@@ -119,7 +133,7 @@ def _build(conn: db.Conn, tmp: Path, req: ExportRequest) -> tuple[dict[str, Any]
     forbidden = db.forbidden_identifiers(conn)
     key = project_key(req.master_key, req.project, req.key_version)
     gen = generalise(people, pseudonymise(key, people["participant_id"]), key, req.policy)
-    n_daily, partials, days = _write_daily(conn, tmp, gen, req)
+    n_daily, daily_cells, days = _write_daily(conn, tmp, people, gen, req)
     notes: list[str] = []
     raw_flags = db.read_flags(conn, req.from_week, req.to_week)
     if raw_flags is None:
@@ -127,8 +141,8 @@ def _build(conn: db.Conn, tmp: Path, req: ExportRequest) -> tuple[dict[str, Any]
         raw_flags = pd.DataFrame(columns=["participant_id", "programme_week", "overall_level", "criteria"])
     to_pid = dict(zip(gen.table["participant_id"].astype(str), gen.table["pid"], strict=True))
     flags = flags_table(raw_flags, lambda s: s.map(to_pid))
-    participants = gen.table.assign(n_days=gen.table["pid"].map(days).fillna(0).astype(np.int64))
-    agg = aggregate_table(partials, flags, participants, req.policy)
+    participants = gen.table.assign(n_days=days)
+    agg = aggregate_table(daily_cells, flags, participants, req.policy)
     rows = {"participants": write_frame(tmp, "participants", participants, req.fmt, req.policy),
             "daily_features": n_daily,
             "weekly_flags": write_frame(tmp, "weekly_flags", flags, req.fmt, req.policy),

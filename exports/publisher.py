@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +48,14 @@ def file_sha256(path: Path) -> str:
 
 
 class TableWriter:
-    """Incremental writer of one released table (parquet row groups or CSV chunks)."""
+    """Incremental writer of one released table (parquet row groups or CSV chunks).
 
-    def __init__(self, folder: Path, table: str, fmt: str, policy: ExportPolicy) -> None:
+    With ``background=True`` the encoding and compression of each table happen on a writer thread (pyarrow
+    releases the GIL there) while the caller prepares the next one; at most two tables wait. Errors of the
+    writer thread are raised by the next ``write`` or by ``close``.
+    """
+
+    def __init__(self, folder: Path, table: str, fmt: str, policy: ExportPolicy, background: bool = False) -> None:
         self.path = folder / f"{table}.{fmt}"
         self.schema = arrow_schema(table, policy)
         self.rows = 0
@@ -60,17 +66,30 @@ class TableWriter:
         else:
             self._writer = pacsv.CSVWriter(self.path, self.schema,
                                            write_options=pacsv.WriteOptions(quoting_style="needed"))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{table}") if background else None
+        self._pending: list[Future[None]] = []
 
     def write(self, data: pa.Table | pd.DataFrame) -> None:
         """Append rows (columns are cast to the table's schema)."""
         table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
         table = table.select(self.schema.names).cast(self.schema)
-        self._writer.write_table(table)
         self.rows += table.num_rows
+        if self._pool is None:
+            self._writer.write_table(table)
+            return
+        while len(self._pending) >= 2:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self._writer.write_table, table))
 
     def close(self) -> None:
         """Finish the file (an empty table still gets its header or parquet footer)."""
-        self._writer.close()
+        try:
+            for fut in self._pending:
+                fut.result()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+            self._writer.close()
 
 
 def write_frame(folder: Path, table: str, frame: pd.DataFrame, fmt: str, policy: ExportPolicy) -> int:

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from exports.aggregate import aggregate_table
+from exports.aggregate import METRICS, DailyTotals, aggregate_table
 from exports.anonymise import generalise
 from exports.ledger import GENESIS, LedgerEntry, chain_errors, entry_hash
 from exports.policy import POLICY_V1, ExportRefusedError
@@ -70,10 +70,33 @@ def test_aggregate_disclosure_control() -> None:
     participants = pd.DataFrame({"pid": [f"p{i}" for i in range(40)], "role_group": ["response"] * 33 + ["all"] * 7})
     levels = ["green"] * 25 + ["amber"] * 4 + ["red"] * 4 + ["green"] * 7
     flags = pd.DataFrame({"pid": participants["pid"], "programme_week": 1, "overall_level": levels})
-    agg = aggregate_table([], flags, participants, POLICY_V1).set_index("role_group")
+    no_daily = DailyTotals(np.zeros(0, np.int64), ["all", "response"], 1).cells()
+    agg = aggregate_table(no_daily, flags, participants, POLICY_V1).set_index("role_group")
     assert agg.loc["response", "n_green"] == 25 and np.isnan(agg.loc["response", "n_amber"])
     assert np.isnan(agg.loc["response", "n_red"]) and agg.loc["response", "n_flagged"] == 35
     assert np.isnan(agg.loc["all", "n_green"]) and np.isnan(agg.loc["all", "n_flagged"])
+
+
+def test_daily_totals_equal_a_pandas_groupby_fed_in_chunks() -> None:
+    rng = np.random.default_rng(5)
+    n_people, weeks, n = 60, 4, 3000
+    role_of = rng.integers(-1, 2, n_people)  # -1: suppressed (its rows never reach the totals)
+    rows = pd.DataFrame({"pidx": rng.choice(np.flatnonzero(role_of >= 0), n), "programme_week": rng.integers(1, 5, n),
+                         "valid_sleep_day": rng.random(n) < 0.8})
+    for m in METRICS:
+        rows[m] = np.where(rng.random(n) < 0.2, np.nan, np.round(rng.normal(400, 50, n)))
+    totals = DailyTotals(role_of, ["investigation", "response"], weeks)
+    for part in np.array_split(np.arange(n), 7):
+        totals.add({c: rows[c].to_numpy()[part] for c in rows.columns})
+    got = totals.cells()
+    valid = rows[rows["valid_sleep_day"]].assign(
+        role_group=lambda f: np.array(["investigation", "response"])[role_of[f["pidx"]]])
+    by = valid.groupby(["programme_week", "role_group"])
+    assert (got["n_participant_days"] == by.size()).all()
+    assert (got["n_participants"] == by["pidx"].nunique()).all()
+    assert (got["n_tst"] == by.apply(lambda g: g.loc[g["tst_min"].notna(), "pidx"].nunique())).all()
+    assert np.allclose(got["mean_tst_min"], by["tst_min"].mean().round(1))
+    assert np.allclose(got["sd_tst_min"], by["tst_min"].std().round(1))
 
 
 def _entry(prev: str, seq: int) -> LedgerEntry:
