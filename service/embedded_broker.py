@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from service.local_servers import free_port, wait_for_port
+from service.local_servers import free_port, stop_process, wait_for_port
 
 __all__ = ["EmbeddedBroker", "embedded_broker_available"]
 
@@ -120,12 +120,7 @@ class EmbeddedBroker:
         """Stop the broker (SIGTERM, then SIGKILL after ``timeout``) and wait for its ports to close."""
         if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, signal.SIGTERM, timeout)
         self.process = None
         for port in (self.ingest_port, self.gateway_port):
             wait_for_port(self.host, port, timeout, up=False)

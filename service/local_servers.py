@@ -49,6 +49,16 @@ def wait_for_port(host: str, port: int, timeout: float = 30.0, up: bool = True) 
         time.sleep(0.05)
 
 
+def stop_process(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+    """Send ``sig`` to a server process and wait for it; SIGKILL it if it is still running after ``timeout``."""
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _pg_bindir() -> Path:
     for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (candidate / "postgres").exists():
@@ -208,12 +218,7 @@ class PrivateMosquitto:
         """Stop with ``sig`` (SIGTERM saves the persistence file; SIGKILL does not)."""
         if self.process is None:
             return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, sig, timeout)
         self.process = None
         wait_for_port(self.host, self.port, timeout, up=False)
 
