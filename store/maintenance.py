@@ -21,7 +21,8 @@ from store.job_metrics import MaintenanceMetrics, record
 from store.policy_jobs import JobRun, is_overdue, policy_jobs, run_overdue_jobs
 
 __all__ = ["PLAIN_RETENTION_EVERY", "DroppedPartition", "JobHealth", "MaintenanceReport",
-           "drop_expired_partitions", "ensure_future_partitions", "job_health", "run_maintenance"]
+           "drop_expired_partitions", "ensure_future_partitions", "job_health", "maintenance_summary",
+           "run_maintenance"]
 
 #: Plain-mode retention is healthy when it last succeeded within this time (weekly maintenance plus a day).
 PLAIN_RETENTION_EVERY = timedelta(days=8)
@@ -161,3 +162,24 @@ def run_maintenance(conn: Conn, months_ahead: int = 3, now: datetime | None = No
         report = MaintenanceReport(mode, 0, (), runs, job_health(conn))
     record(report, metrics)
     return report
+
+
+def maintenance_summary(report: MaintenanceReport) -> str:
+    """Lines for a person: what maintenance did and each job's health."""
+    lines = [f"storage mode: {report.mode}"]
+    if report.mode == "partitioned":
+        parts = [d.partition for d in report.dropped if d.partition]
+        rows = sum(d.rows_deleted or 0 for d in report.dropped)
+        lines.append(f"created {report.partitions_created} partition(s) ahead")
+        lines.append(f"dropped {len(parts)} partition(s) past retention" + (f": {', '.join(parts)}" if parts else ""))
+        if rows:
+            lines.append(f"deleted {rows} row(s) past retention from DEFAULT partitions")
+    else:
+        lines.append(f"ran {len(report.jobs_run)} overdue policy job(s)" + (":" if report.jobs_run else ""))
+        lines += [f"  job {r.job_id} {r.job} on {r.target}: " + (f"ok in {r.seconds:.1f} s" if r.succeeded
+                  else f"FAILED: {r.error}") for r in report.jobs_run]
+    for h in report.health:
+        when = h.last_success.isoformat(timespec="seconds") if h.last_success else "never"
+        state = "ok" if h.healthy else "UNHEALTHY (overdue, failing or paused)"
+        lines.append(f"health: {h.job} {h.target}: {state}; last success {when}")
+    return "\n".join(lines)
