@@ -172,20 +172,28 @@ def migrate(url: str, migrations: Sequence[Migration] | None = None) -> list[str
     files = list(migrations) if migrations is not None else discover()
     done: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
-            conn.execute(_LEDGER_DDL)
-            applied = _applied(conn)
-            _check_unchanged(files, applied)
-            pending = [mig for mig in files if mig.version not in applied]
-            if pending:
-                _check_preload(conn)
-            for mig in pending:
-                _apply_one(conn, mig)
-                done.append(mig.name)
-        finally:
-            _unlock(conn)
+            conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+            try:
+                _apply_pending(conn, files, done)
+            finally:
+                _unlock(conn)
+        except psycopg.Error as exc:  # the session failed outside a migration (lock, ledger, checks)
+            raise MigrationError(f"the migration session failed: {exc.__class__.__name__}: {exc}; check the "
+                                 "PostgreSQL log, then run `fatigue db migrate` again") from exc
     return done
+
+
+def _apply_pending(conn: psycopg.Connection[tuple[object, ...]], files: list[Migration], done: list[str]) -> None:
+    conn.execute(_LEDGER_DDL)
+    applied = _applied(conn)
+    _check_unchanged(files, applied)
+    pending = [mig for mig in files if mig.version not in applied]
+    if pending:
+        _check_preload(conn)
+    for mig in pending:
+        _apply_one(conn, mig)
+        done.append(mig.name)
 
 
 def _unlock(conn: psycopg.Connection[tuple[object, ...]]) -> None:
