@@ -119,7 +119,8 @@ def preload_problem(available: bool, created: bool, preload_setting: str | None)
     Parameters
     ----------
     available : bool
-        ``timescaledb`` is listed in ``pg_available_extensions`` (migration 002 will create it).
+        ``timescaledb`` is listed in ``pg_available_extensions`` and the storage mode is not decided yet
+        (migration 002 will create the extension).
     created : bool
         The extension already exists in this database.
     preload_setting : str or None
@@ -139,7 +140,8 @@ def preload_problem(available: bool, created: bool, preload_setting: str | None)
 
 def _check_preload(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     row = conn.execute("""
-        SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+        SELECT to_regclass('store.storage_mode') IS NULL
+                 AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
                EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),
                (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries')""").fetchone()
     assert row is not None
@@ -188,10 +190,8 @@ def _apply_pending(conn: psycopg.Connection[tuple[object, ...]], files: list[Mig
     conn.execute(_LEDGER_DDL)
     applied = _applied(conn)
     _check_unchanged(files, applied)
-    pending = [mig for mig in files if mig.version not in applied]
-    if pending:
-        _check_preload(conn)
-    for mig in pending:
+    _check_preload(conn)
+    for mig in (m for m in files if m.version not in applied):
         _apply_one(conn, mig)
         done.append(mig.name)
 

@@ -34,7 +34,7 @@ GRACE = timedelta(minutes=10)
 Conn = psycopg.Connection[tuple[object, ...]]
 
 _JOBS_SQL = """
-SELECT j.job_id, j.proc_name::text, j.hypertable_schema || '.' || j.hypertable_name, j.schedule_interval,
+SELECT j.job_id, j.proc_name::text, coalesce(j.hypertable_schema || '.' || j.hypertable_name, ''), j.schedule_interval,
        j.scheduled, greatest(nullif(s.last_successful_finish, '-infinity'), m.last_ok),
        s.last_run_status::text, s.job_status::text,
        CASE WHEN s.last_run_status = 'Failed' THEN nullif(s.last_run_started_at, '-infinity') END
