@@ -82,7 +82,7 @@ def test_erase_deletes_through_parents_and_names_only_parents(db: Conn, two_peop
     assert counts["raw.hr_runs"] == len(starts), "every child's rows are counted under the parent"
     assert [k for k in counts if CHILD_RE.search(k) or k.startswith("_")] == []
     logged = db.execute("SELECT rows_deleted FROM core.erasure_log").fetchall()
-    assert len(logged) == 1 and set(logged[0][0]) == set(counts)  # type: ignore[arg-type]
+    assert len(logged) == 1 and isinstance(logged[0][0], dict) and set(logged[0][0]) == set(counts)
     assert _count(db, "SELECT count(*) FROM raw.hr_runs WHERE participant_id = %s", erased) == 0
     assert _count(db, "SELECT count(*) FROM raw.hr_runs WHERE participant_id = %s", kept) == len(starts)
     assert _count(db, "SELECT count(*) FROM core.participants WHERE participant_id = %s", erased) == 0
