@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -195,3 +196,16 @@ def test_paused_job_is_unhealthy_and_left_alone(db: Conn) -> None:
         assert health[(job.job, job.target)] is False
     finally:
         db.execute("SELECT alter_job(%s, scheduled => true)", (job.job_id,))
+
+
+def test_scheduler_weekly_step_applies_retention(old_partitions: Conn, db_url: str, tmp_path: Path) -> None:
+    """The service's weekly maintenance is the same call as `fatigue db maintain` (plain mode here)."""
+    from service.serve import Scheduler, ServeConfig  # the scheduler module is restructured by issue 16
+
+    old_partitions.execute("SELECT store.ensure_partitions('raw.sleep_episodes', '2020-01-01', '2020-02-01')")
+    Scheduler(ServeConfig(database_url=db_url, timezone="Europe/London", outbox_dir=tmp_path)).run_weekly(
+        datetime.now(UTC).date())
+    assert "raw.sleep_episodes_p202001" not in _children(old_partitions, "raw.sleep_episodes")
+    runs = old_partitions.execute("SELECT count(*) FROM store.maintenance_runs WHERE job = "
+                                  "'drop_expired_partitions' AND succeeded").fetchone()
+    assert runs == (1,)
