@@ -126,8 +126,8 @@ def db_maintain(ctx: click.Context, months_ahead: int) -> None:
     with connect(settings) as conn:
         try:
             report = run_maintenance(conn, months_ahead)
-        except LookupError as exc:
-            raise click.ClickException(str(exc)) from exc
+        except (LookupError, psycopg.errors.UndefinedTable) as exc:
+            raise click.ClickException("the schema is not migrated yet; run `fatigue db migrate` first") from exc
     click.echo(maintenance_summary(report))
     if not report.ok:
         raise click.ClickException("maintenance found a problem (see above); check the database log, fix the "

@@ -209,3 +209,15 @@ def test_scheduler_weekly_step_applies_retention(old_partitions: Conn, db_url: s
     runs = old_partitions.execute("SELECT count(*) FROM store.maintenance_runs WHERE job = "
                                   "'drop_expired_partitions' AND succeeded").fetchone()
     assert runs == (1,)
+
+
+def test_cli_db_maintain_before_migrating_says_what_to_do(pg_admin_url: str) -> None:
+    from tests.conftest import create_database, drop_database
+
+    url = create_database(pg_admin_url, "fatigue_unmigrated")
+    try:
+        result = CliRunner().invoke(main, ["db", "maintain"], env={"FATIGUE_DATABASE_URL": url})
+    finally:
+        drop_database(pg_admin_url, url)
+    assert result.exit_code == 1
+    assert "run `fatigue db migrate` first" in result.output
