@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
+from psycopg import sql
 
 __all__ = ["OVERDUE_FACTOR", "JobRun", "PolicyJob", "is_overdue", "policy_jobs", "run_overdue_jobs"]
 
@@ -121,6 +122,14 @@ def policy_jobs(conn: Conn) -> list[PolicyJob]:
                       r[7] == "Running", r[8]) for r in rows]  # type: ignore[arg-type]
 
 
+def _call_run_job(job_id: int) -> sql.Composed:
+    """``CALL run_job(<id>)`` with the id inlined, so that psycopg sends it without parameters over the simple
+    query protocol (as psql does): the policy procedures commit between chunks, which a procedure may only do
+    when CALL runs in its own transaction, and the simple protocol keeps it out of the unnamed extended-protocol
+    portal that the PostgreSQL 15.20 failure (``cannot drop portal ""``) is about."""
+    return sql.SQL("CALL run_job({})").format(sql.Literal(int(job_id)))
+
+
 def _record(conn: Conn, run: JobRun, started: datetime) -> None:
     conn.execute("INSERT INTO store.maintenance_runs (job, job_id, target, started_at, succeeded, detail) "
                  "VALUES (%s, %s, %s, %s, %s, %s)",
@@ -132,7 +141,7 @@ def _run_one(conn: Conn, job: PolicyJob) -> JobRun:
     started: datetime = row[0] if row else datetime.now().astimezone()  # type: ignore[assignment]
     t0 = time.perf_counter()
     try:
-        conn.execute("CALL run_job(%s)", (job.job_id,))
+        conn.execute(_call_run_job(job.job_id))
         run = JobRun(job.job_id, job.job, job.target, True, time.perf_counter() - t0)
     except psycopg.OperationalError:
         raise  # the connection is gone: nothing can be recorded, the caller reports it

@@ -221,3 +221,18 @@ def test_cli_db_maintain_before_migrating_says_what_to_do(pg_admin_url: str) -> 
         drop_database(pg_admin_url, url)
     assert result.exit_code == 1
     assert "run `fatigue db migrate` first" in result.output
+
+
+def test_a_failing_job_is_reported_and_recorded_not_raised(db: Conn) -> None:
+    """A run_job that fails (here: no TimescaleDB, so no run_job at all) is a failed JobRun with its error,
+    recorded in store.maintenance_runs, and the connection stays usable."""
+    from store.policy_jobs import _call_run_job, _run_one
+
+    assert _call_run_job(1001).as_string(db) == "CALL run_job(1001)"
+    if storage_mode(db) == "timescaledb":
+        pytest.skip("run_job exists here; its success path is tested above")
+    db.execute("DELETE FROM store.maintenance_runs WHERE job_id = 424242")
+    run = _run_one(db, _job(job_id=424242, last_success=None))
+    assert not run.succeeded and "run_job" in run.error and run.seconds >= 0
+    row = db.execute("SELECT succeeded, detail FROM store.maintenance_runs WHERE job_id = 424242").fetchone()
+    assert row is not None and row[0] is False and "run_job" in str(row[1])
