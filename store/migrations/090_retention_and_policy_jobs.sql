@@ -121,8 +121,11 @@ BEGIN
         EXECUTE format('ALTER TABLE %s %s', p_table, p_action);
     EXCEPTION WHEN feature_not_supported THEN
         RAISE EXCEPTION USING ERRCODE = 'feature_not_supported', MESSAGE = SQLERRM,
-            HINT = 'this TimescaleDB release refuses the change on a hypertable with compression enabled; '
-                   'upgrade TimescaleDB (docker-compose.yml pins a release that supports it)';
+            HINT = 'TimescaleDB refuses this change while compression is enabled, even with no compressed '
+                   'chunk. For a constraint, upgrade TimescaleDB (2.20+; docker-compose.yml pins one). For a '
+                   'column type change, switch compression off around it: remove_compression_policy, ALTER '
+                   'TABLE ... SET (timescaledb.compress = false), the change, then compression and its policy '
+                   'as migration 002 sets them';
     END;
 END $$;
 
