@@ -6,8 +6,9 @@
 - TimescaleDB mode: chunks are created on demand and compression and retention are TimescaleDB policy jobs;
   maintenance runs the overdue ones itself (:mod:`store.policy_jobs`).
 
-:func:`run_maintenance` does all of it and returns a :class:`MaintenanceReport`; ``fatigue db maintain`` and
-the scheduler's weekly maintenance call it, and :func:`job_health` is what the Prometheus metric shows.
+:func:`run_maintenance` does all of it and returns a :class:`MaintenanceReport`; ``fatigue db maintain`` calls it,
+the scheduler's weekly maintenance calls it through :func:`store.job_metrics.maintain` (which also counts the
+run in Prometheus metrics), and :func:`job_health` is what the live health metric shows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from store.job_metrics import MaintenanceMetrics, record
 from store.policy_jobs import JobRun, is_overdue, policy_jobs, run_overdue_jobs
 
 __all__ = ["PLAIN_RETENTION_EVERY", "DroppedPartition", "JobHealth", "MaintenanceReport",
@@ -137,8 +137,7 @@ def job_health(conn: Conn, now: datetime | None = None) -> tuple[JobHealth, ...]
     return (JobHealth("drop_expired_partitions", "raw.*", healthy, last),)
 
 
-def run_maintenance(conn: Conn, months_ahead: int = 3, now: datetime | None = None,
-                    metrics: MaintenanceMetrics | None = None) -> MaintenanceReport:
+def run_maintenance(conn: Conn, months_ahead: int = 3, now: datetime | None = None) -> MaintenanceReport:
     """Everything maintenance does in this storage mode, then every job's health (see module docstring).
 
     Parameters
@@ -149,8 +148,6 @@ def run_maintenance(conn: Conn, months_ahead: int = 3, now: datetime | None = No
         Plain mode: create partitions up to this many months ahead.
     now : datetime, optional
         Plain mode: the time retention counts back from (default the database's ``now()``); tests pass it.
-    metrics : MaintenanceMetrics, optional
-        Where to record the outcome (default: the process-wide registry, see :mod:`store.job_metrics`).
     """
     mode = _mode(conn)
     if mode == "partitioned":
@@ -160,7 +157,6 @@ def run_maintenance(conn: Conn, months_ahead: int = 3, now: datetime | None = No
     else:
         runs = tuple(run_overdue_jobs(conn))
         report = MaintenanceReport(mode, 0, (), runs, job_health(conn))
-    record(report, metrics)
     return report
 
 

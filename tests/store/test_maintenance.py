@@ -10,11 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from service.cli import main
-from store.job_metrics import MaintenanceMetrics
-from store.maintenance import drop_expired_partitions, job_health, maintenance_summary, run_maintenance
+from store.job_metrics import JobHealthCollector, MaintenanceMetrics, maintain
+from store.maintenance import drop_expired_partitions, job_health, maintenance_summary
 from store.policy_jobs import OVERDUE_FACTOR, PolicyJob, is_overdue, policy_jobs, run_overdue_jobs
 from tests.store.tsdb import storage_mode
 
@@ -82,23 +82,38 @@ def test_plain_retention_on_an_empty_database_drops_nothing(db: Conn) -> None:
     assert _children(db, "raw.hr_runs") == before
 
 
-def test_run_maintenance_reports_and_sets_metrics(old_partitions: Conn) -> None:
+def test_run_maintenance_reports_and_sets_metrics(old_partitions: Conn, db_url: str) -> None:
     db = old_partitions
     metrics = MaintenanceMetrics()
+    live = CollectorRegistry()
+    live.register(JobHealthCollector(db_url))
     before = job_health(db, NOW)
     assert [(h.job, h.healthy, h.last_success) for h in before] == [("drop_expired_partitions", False, None)], \
         "never run is unhealthy, not silently fine"
-    report = run_maintenance(db, months_ahead=3, now=NOW, metrics=metrics)
+    assert 'fatigue_db_maintenance_job_healthy{job="drop_expired_partitions",target="raw.*"} 0.0' in \
+        generate_latest(live).decode()
+    report = maintain(db, now=NOW, metrics=metrics)
     assert report.mode == "partitioned" and report.ok
     assert len([d for d in report.dropped if d.partition]) == 3
     text = maintenance_summary(report)
     assert "dropped 3 partition(s) past retention: raw.hr_runs_p202505" in text
     assert "health: drop_expired_partitions raw.*: ok" in text
-    exposed = generate_latest(metrics.registry).decode()
+    counted = generate_latest(metrics.registry).decode()
+    assert "fatigue_db_partitions_dropped_total 3.0" in counted
+    assert "fatigue_db_maintenance_last_run_timestamp_seconds" in counted
+    exposed = generate_latest(live).decode()
     assert 'fatigue_db_maintenance_job_healthy{job="drop_expired_partitions",target="raw.*"} 1.0' in exposed
-    assert "fatigue_db_partitions_dropped_total 3.0" in exposed
+    assert "fatigue_db_maintenance_health_up 1.0" in exposed
     later = job_health(db, NOW + timedelta(days=9))
     assert not later[0].healthy, "retention not run for more than eight days turns unhealthy"
+
+
+def test_health_metric_when_the_database_cannot_be_read(db_url: str) -> None:
+    live = CollectorRegistry()
+    live.register(JobHealthCollector(db_url.rpartition("/")[0] + "/no_such_database_18", timeout_s=2))
+    exposed = generate_latest(live).decode()
+    assert "fatigue_db_maintenance_health_up 0.0" in exposed
+    assert "fatigue_db_maintenance_job_healthy{" not in exposed, "no health is invented when it cannot be read"
 
 
 def test_cli_db_maintain(old_partitions: Conn, db_url: str) -> None:
@@ -159,7 +174,7 @@ def test_retention_policy_uses_the_same_number(db: Conn) -> None:
 
 
 @pytest.mark.timescaledb
-def test_every_policy_runs_with_run_job_and_then_is_healthy(db: Conn) -> None:
+def test_every_policy_runs_with_run_job_and_then_is_healthy(db: Conn, db_url: str) -> None:
     _tsdb(db)
     db.execute("TRUNCATE raw.hr_runs, store.maintenance_runs")
     now = datetime.now(UTC)
@@ -169,7 +184,7 @@ def test_every_policy_runs_with_run_job_and_then_is_healthy(db: Conn) -> None:
     jobs = policy_jobs(db)
     assert {j.job for j in jobs} >= {"policy_compression", "policy_retention"}
     metrics = MaintenanceMetrics()
-    report = run_maintenance(db, metrics=metrics)
+    report = maintain(db, metrics=metrics)
     ran = {(r.job, r.target) for r in report.jobs_run}
     never = {(j.job, j.target) for j in jobs if j.last_success is None and j.scheduled}
     assert never <= ran, "every policy that never succeeded is run"
@@ -180,7 +195,11 @@ def test_every_policy_runs_with_run_job_and_then_is_healthy(db: Conn) -> None:
                             "AND hypertable_name = 'hr_runs' AND is_compressed").fetchone()
     assert compressed == (1,), "the 30-day-old chunk was compressed"
     assert run_overdue_jobs(db) == [], "a job that just succeeded is not overdue"
-    exposed = generate_latest(metrics.registry).decode()
+    assert 'fatigue_db_maintenance_job_runs_total{job="policy_retention",outcome="success"}' in \
+        generate_latest(metrics.registry).decode()
+    live = CollectorRegistry()
+    live.register(JobHealthCollector(db_url))
+    exposed = generate_latest(live).decode()
     assert 'fatigue_db_maintenance_job_healthy{job="policy_retention",target="raw.hr_runs"} 1.0' in exposed
 
 
