@@ -26,10 +26,13 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
-__all__ = ["OVERDUE_FACTOR", "JobRun", "PolicyJob", "is_overdue", "policy_jobs", "run_overdue_jobs"]
+__all__ = ["OVERDUE_FACTOR", "POLICIES", "JobRun", "PolicyJob", "is_overdue", "policy_jobs", "run_overdue_jobs"]
 
 #: A job is overdue when its last success is older than this many schedule intervals (plus the grace below).
 OVERDUE_FACTOR = 1.5
+#: The data policies checked. TimescaleDB's own jobs (ids below 1000: telemetry, job-history retention) are
+#: not: telemetry fails on every offline server and says nothing about this service's data.
+POLICIES = ("policy_compression", "policy_retention", "policy_refresh_continuous_aggregate", "policy_reorder")
 #: Extra slack for a background worker that starts a little late (s).
 GRACE = timedelta(minutes=10)
 Conn = psycopg.Connection[tuple[object, ...]]
@@ -43,7 +46,7 @@ FROM timescaledb_information.jobs j
 LEFT JOIN timescaledb_information.job_stats s ON s.job_id = j.job_id
 LEFT JOIN (SELECT job_id, max(finished_at) AS last_ok FROM store.maintenance_runs
            WHERE succeeded AND job_id IS NOT NULL GROUP BY job_id) m ON m.job_id = j.job_id
-WHERE j.proc_name::text LIKE 'policy\\_%'
+WHERE j.job_id >= 1000 AND j.proc_name::text = ANY(%s)
 ORDER BY j.job_id
 """
 
@@ -117,7 +120,7 @@ def policy_jobs(conn: Conn) -> list[PolicyJob]:
     """Every TimescaleDB policy job with its health inputs; empty in plain PostgreSQL mode."""
     if not _timescaledb_mode(conn):
         return []
-    rows = conn.execute(_JOBS_SQL).fetchall()
+    rows = conn.execute(_JOBS_SQL, (list(POLICIES),)).fetchall()
     return [PolicyJob(int(str(r[0])), str(r[1]), str(r[2]), r[3], bool(r[4]), r[5], r[6],  # type: ignore[arg-type]
                       r[7] == "Running", r[8]) for r in rows]  # type: ignore[arg-type]
 
