@@ -15,7 +15,7 @@ import psycopg
 from service.logs import configure_logging
 from service.settings import Settings, SettingsError, load_settings
 from store import enrolment
-from store.maintenance import ensure_future_partitions
+from store.maintenance import maintenance_summary, run_maintenance
 from store.migrate import MigrationError, migrate, status
 
 HELP = """Police fatigue-study data service.
@@ -116,18 +116,22 @@ def db_status(ctx: click.Context) -> None:
 @click.option("--months-ahead", type=int, default=3, show_default=True)
 @click.pass_context
 def db_maintain(ctx: click.Context, months_ahead: int) -> None:
-    """Create upcoming monthly partitions (plain PostgreSQL mode; TimescaleDB needs nothing).
+    """Storage maintenance, the same retention in both storage modes (the scheduler runs it weekly).
 
-    Rows never fail for lack of a partition (they land in the DEFAULT partition), but the scheduler runs this
-    daily so that they land in their month; rows already in DEFAULT are moved into a new month's partition.
+    Plain PostgreSQL: create the coming monthly partitions and drop those wholly past retention (485 days).
+    TimescaleDB: run every overdue compression or retention policy job with CALL run_job. Exits 1 when a job
+    failed or is unhealthy (overdue or paused), after reporting what it did.
     """
     settings = settings_of(ctx)
     with connect(settings) as conn:
-        created = ensure_future_partitions(conn, months_ahead)
-    if created is None:
-        click.echo("storage mode is not 'partitioned'; nothing to do")
-    else:
-        click.echo(f"created {created} partition(s)")
+        try:
+            report = run_maintenance(conn, months_ahead)
+        except (LookupError, psycopg.errors.UndefinedTable) as exc:
+            raise click.ClickException("the schema is not migrated yet; run `fatigue db migrate` first") from exc
+    click.echo(maintenance_summary(report))
+    if not report.ok:
+        raise click.ClickException("maintenance found a problem (see above); check the database log, fix the "
+                                   "cause and run `fatigue db maintain` again")
 
 
 @main.group()

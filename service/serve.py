@@ -35,7 +35,7 @@ from ingest.consumer import IngestConfig, Ingester
 from risk.job import run_flags
 from risk.programme import load_programme
 from risk.publisher import MqttTarget, make_weekly_report
-from store.maintenance import ensure_future_partitions
+from store.job_metrics import maintain
 
 __all__ = ["Scheduler", "ServeConfig", "WeeklySlot", "serve"]
 
@@ -122,7 +122,7 @@ class Scheduler:
         """Flags for every closed week as of ``today``, then each force's report for the last ISO week."""
         programme = load_programme(None)
         with self._connect() as conn:
-            ensure_future_partitions(conn)  # plain PostgreSQL: next months' raw partitions exist in time
+            maintain(conn)  # partitions ahead + retention (plain); overdue TimescaleDB policy jobs; metrics
             summary = run_flags(conn, today, programme, tz=self.config.timezone)
             forces = [str(r[0]) for r in conn.execute("SELECT force_id FROM core.forces ORDER BY 1").fetchall()]
             year, week, _ = (today - timedelta(days=7)).isocalendar()

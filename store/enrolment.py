@@ -287,16 +287,38 @@ def withdraw_participant(conn: Conn, participant_id: uuid.UUID) -> None:
 
 
 def _participant_tables(conn: Conn) -> list[tuple[str, str]]:
-    """Every table (not partition) outside ``core`` with a ``participant_id`` column, found in the catalogue
-    so that tables added by later migrations are erased too."""
+    """Every parent table outside ``core`` with a ``participant_id uuid`` column, found in the catalogue so
+    that tables added by later migrations are erased too.
+
+    Only tables a user created are listed: plain tables, partitioned parents and TimescaleDB hypertables.
+    Children (native partitions and TimescaleDB chunks, which are inheritance children of their hypertable)
+    and TimescaleDB's own schemas are left out: deleting through the parent reaches every child, works on
+    compressed chunks (whose ``participant_id`` column is of type ``compressed_data``), and names only
+    parents in the counts and in the erasure log.
+    """
     rows = conn.execute("""
-        SELECT c.table_schema, c.table_name FROM information_schema.columns c
-        JOIN pg_class k ON k.relname = c.table_name
-        JOIN pg_namespace n ON n.oid = k.relnamespace AND n.nspname = c.table_schema
-        WHERE c.column_name = 'participant_id' AND c.table_schema NOT IN ('core', 'pg_catalog')
-          AND NOT k.relispartition AND k.relkind IN ('r', 'p')
+        SELECT n.nspname, k.relname FROM pg_class k
+        JOIN pg_namespace n ON n.oid = k.relnamespace
+        JOIN pg_attribute a ON a.attrelid = k.oid AND a.attname = 'participant_id' AND NOT a.attisdropped
+        WHERE k.relkind IN ('r', 'p') AND a.atttypid = 'uuid'::regtype
+          AND n.nspname NOT IN ('core', 'pg_catalog', 'information_schema', 'pg_toast')
+          AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE '\\_timescaledb%'
+          AND n.nspname NOT LIKE 'timescaledb\\_%'
+          AND NOT k.relispartition
+          AND NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = k.oid)
         ORDER BY 1, 2""").fetchall()
     return [(str(s), str(t)) for s, t in rows]
+
+
+def _allow_compressed_deletes(conn: Conn) -> None:
+    """Lift TimescaleDB's per-transaction cap on rows decompressed by DML (2.11+) for this transaction only.
+
+    A DELETE by ``participant_id`` (not a segment-by column) decompresses every batch that may hold the
+    participant's rows; the default cap (100,000 tuples) would make a large erasure fail and roll back.
+    Nothing happens where the setting does not exist (plain PostgreSQL, older TimescaleDB).
+    """
+    conn.execute("SELECT set_config(name, '0', true) FROM pg_settings "
+                 "WHERE name = 'timescaledb.max_tuples_decompressed_per_dml_transaction'")
 
 
 def _erase_device_traces(conn: Conn, participant_id: uuid.UUID, counts: dict[str, int]) -> None:
@@ -324,6 +346,7 @@ def erase_participant(conn: Conn, participant_id: uuid.UUID, requested_by: str =
                            (participant_id,)).fetchone()
         if row is None:
             raise LookupError(f"no participant {participant_id}")
+        _allow_compressed_deletes(conn)
         for schema, table in _participant_tables(conn):
             if on_table:
                 on_table(f"{schema}.{table}")

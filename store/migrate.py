@@ -5,18 +5,32 @@ transaction, and recorded in ``store.schema_migrations`` with the SHA-256 of the
 nothing. If an applied file has changed since it was applied, :func:`migrate` refuses to run: a schema change
 is always a new numbered file. A PostgreSQL advisory lock makes concurrent runs (two containers starting at
 once) wait for each other instead of racing.
+
+TimescaleDB must be preloaded before it can be used: with the extension installed but missing from
+``shared_preload_libraries``, ``CREATE EXTENSION timescaledb`` (migration 002) ends the session with
+``FATAL: extension "timescaledb" must be preloaded``. :func:`migrate` checks this first and stops with a
+:class:`MigrationError` that says what to change, before anything is applied. It does not fall back to plain
+partitions: the storage mode is decided once, by the first migration, and a server whose TimescaleDB was only
+half set up would otherwise lose compression and the retention policies for good. To run without TimescaleDB
+on such a server, remove the TimescaleDB package so that the extension is not offered.
+
+If a migration fails, that error is what the caller sees: releasing the advisory lock afterwards is skipped
+when the connection is gone (the server released the lock with the session) and can never mask it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
 import psycopg
 
-__all__ = ["Migration", "MigrationError", "MigrationStatus", "discover", "migrate", "status"]
+__all__ = ["Migration", "MigrationError", "MigrationStatus", "discover", "migrate", "preload_problem",
+           "preloaded_libraries", "status"]
 
 _NAME_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x66617469  # "fati": one advisory-lock key for the migration runner.
@@ -92,8 +106,59 @@ def _check_unchanged(files: list[Migration], applied: dict[int, tuple[str, str]]
             )
 
 
-def migrate(url: str) -> list[str]:
+def preloaded_libraries(setting: str) -> frozenset[str]:
+    """Library names in a ``shared_preload_libraries`` value: ``"'$libdir/timescaledb', pg_stat_statements"``
+    -> {"timescaledb", "pg_stat_statements"} (quotes, directories and a ``.so`` suffix removed)."""
+    names = (part.strip().strip("'\"").rsplit("/", 1)[-1] for part in setting.split(","))
+    return frozenset(n.removesuffix(".so") for n in names if n)
+
+
+def preload_problem(available: bool, created: bool, preload_setting: str | None) -> str | None:
+    """Why migrating would fail for lack of preloading TimescaleDB, or None when it would not.
+
+    Parameters
+    ----------
+    available : bool
+        ``timescaledb`` is listed in ``pg_available_extensions`` and the storage mode is not decided yet
+        (migration 002 will create the extension).
+    created : bool
+        The extension already exists in this database.
+    preload_setting : str or None
+        ``shared_preload_libraries``; None when this role may not read it (then the check cannot tell).
+    """
+    if not (available or created) or preload_setting is None:
+        return None
+    if "timescaledb" in preloaded_libraries(preload_setting):
+        return None
+    state = "is created in this database" if created else "is installed on this server"
+    return (f"TimescaleDB {state} but not preloaded (shared_preload_libraries = {preload_setting!r}), so using "
+            "it would end the session. Add it to postgresql.conf: shared_preload_libraries = 'timescaledb' "
+            "(keep any libraries already listed), restart PostgreSQL, then run `fatigue db migrate` again. "
+            "To use plain PostgreSQL partitions instead, uninstall the TimescaleDB package before the first "
+            "migration (the storage mode is decided once).")
+
+
+def _check_preload(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    row = conn.execute("""
+        SELECT to_regclass('store.storage_mode') IS NULL
+                 AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'),
+               EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'),
+               (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries')""").fetchone()
+    assert row is not None
+    problem = preload_problem(bool(row[0]), bool(row[1]), None if row[2] is None else str(row[2]))
+    if problem:
+        raise MigrationError(problem)
+
+
+def migrate(url: str, migrations: Sequence[Migration] | None = None) -> list[str]:
     """Apply every pending migration to the database at ``url``.
+
+    Parameters
+    ----------
+    url : str
+        libpq URL of the database.
+    migrations : sequence of Migration, optional
+        The migrations to apply (default: :func:`discover`); tests pass their own.
 
     Returns
     -------
@@ -103,24 +168,40 @@ def migrate(url: str) -> list[str]:
     Raises
     ------
     MigrationError
-        An applied file changed or disappeared, or a migration's SQL failed (nothing of it is kept).
+        An applied file changed or disappeared, TimescaleDB is installed but not preloaded, or a migration's
+        SQL failed (nothing of it is kept). The original error is raised even if the session died with it.
     """
-    files = discover()
+    files = list(migrations) if migrations is not None else discover()
     done: list[str] = []
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
         try:
-            conn.execute(_LEDGER_DDL)
-            applied = _applied(conn)
-            _check_unchanged(files, applied)
-            for mig in files:
-                if mig.version in applied:
-                    continue
-                _apply_one(conn, mig)
-                done.append(mig.name)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+            try:
+                _apply_pending(conn, files, done)
+            finally:
+                _unlock(conn)
+        except psycopg.Error as exc:  # the session failed outside a migration (lock, ledger, checks)
+            raise MigrationError(f"the migration session failed: {exc.__class__.__name__}: {exc}; check the "
+                                 "PostgreSQL log, then run `fatigue db migrate` again") from exc
     return done
+
+
+def _apply_pending(conn: psycopg.Connection[tuple[object, ...]], files: list[Migration], done: list[str]) -> None:
+    conn.execute(_LEDGER_DDL)
+    applied = _applied(conn)
+    _check_unchanged(files, applied)
+    _check_preload(conn)
+    for mig in (m for m in files if m.version not in applied):
+        _apply_one(conn, mig)
+        done.append(mig.name)
+
+
+def _unlock(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Release the runner's advisory lock unless the session is gone (the server released it then)."""
+    if conn.closed or conn.broken:
+        return
+    with contextlib.suppress(psycopg.OperationalError):  # died just now: the lock went with the session
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
 
 
 def _apply_one(conn: psycopg.Connection[tuple[object, ...]], mig: Migration) -> None:

@@ -6,6 +6,8 @@
 - ``db``: an autocommit connection to it.
 - ``mqtt_broker``: a private Mosquitto on a free port for the session.
 - ``private_pg``: a private cluster a test may stop, restart or kill.
+- ``FATIGUE_REQUIRE_TIMESCALEDB=1``: a test marked ``timescaledb`` that skips fails instead, so a run against a
+  TimescaleDB server cannot pass by skipping (see :func:`pytest_runtest_makereport`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ from service.local_servers import PrivateMosquitto, PrivatePostgres
 from store.migrate import migrate
 
 SHARED_PG = os.environ.get("FATIGUE_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REQUIRE_TIMESCALEDB = os.environ.get("FATIGUE_REQUIRE_TIMESCALEDB", "") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under ``FATIGUE_REQUIRE_TIMESCALEDB=1`` a skipped ``timescaledb`` test is reported as failed."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    if REQUIRE_TIMESCALEDB and report.skipped and item.get_closest_marker("timescaledb") is not None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"FATIGUE_REQUIRE_TIMESCALEDB=1 but this TimescaleDB test skipped: {reason}"
 
 
 def _reachable(url: str) -> bool:

@@ -159,12 +159,33 @@ def test_migration_is_idempotent_about_roles(pg_admin_url: str) -> None:
 
 @pytest.mark.timescaledb
 def test_s4_no_privilege_on_hypertables_or_chunks(db: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Managers and researchers hold no privilege on the raw hypertables, their chunks, compressed chunks or
+    compressed hypertables. Only real chunk tables are checked (from TimescaleDB's chunk and hypertable
+    catalogue), not TimescaleDB's own catalogue tables in ``_timescaledb_internal``, which it grants to all."""
     mode = db.execute("SELECT mode FROM store.storage_mode").fetchone()
     if mode != ("timescaledb",):
         pytest.skip("TimescaleDB extension is not available here; S4 runs where it is installed")
+    for days in (1, 30):  # one chunk left as is, one compressed: both kinds of chunk exist
+        db.execute("INSERT INTO raw.hr_runs (device_id, start_ts, end_ts, participant_id, offsets_ms, bpm, suspect, "
+                   "msg_id) VALUES ('s4-dev', now() - make_interval(days => %s), now() - make_interval(days => %s)"
+                   " + interval '1 s', gen_random_uuid(), '{0}', '{60}', '{f}', gen_random_uuid()) "
+                   "ON CONFLICT DO NOTHING", (days, days))
+    db.execute("SELECT count(compress_chunk(c, if_not_compressed => true)) "
+               "FROM show_chunks('raw.hr_runs', older_than => interval '7 days') c")
+    targets = db.execute("""
+        SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'raw' AND c.relkind IN ('r', 'p')
+        UNION SELECT to_regclass(format('%I.%I', h.schema_name, h.table_name))::text
+              FROM _timescaledb_catalog.hypertable h
+        UNION SELECT to_regclass(format('%I.%I', k.schema_name, k.table_name))::text
+              FROM _timescaledb_catalog.chunk k""").fetchall()
+    names = {str(r[0]) for r in targets if r[0] is not None}
+    assert any("_compressed_hypertable_" in n for n in names), "the compressed hypertables are checked"
+    assert sum("_hyper_" in n for n in names) >= 1 and sum("compress_hyper_" in n for n in names) >= 1, \
+        "chunks and compressed chunks are checked"
     rows = db.execute("""
-        SELECT r.rolname, c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        SELECT r.rolname, t.name FROM unnest(%s::text[]) t(name)
         CROSS JOIN (VALUES ('fatigue_manager'), ('fatigue_researcher')) r(rolname)
-        WHERE (n.nspname IN ('_timescaledb_internal', 'raw')) AND c.relkind IN ('r', 'p')
-          AND has_table_privilege(r.rolname, c.oid, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE')""").fetchall()
+        WHERE has_table_privilege(r.rolname, t.name::regclass, 'SELECT,INSERT,UPDATE,DELETE,TRUNCATE')""",
+        (sorted(names),)).fetchall()
     assert rows == []

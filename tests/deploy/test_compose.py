@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ def test_services_and_images() -> None:
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:2")
     assert services["migrate"]["command"] == ["db", "migrate"]
     assert services["migrate"]["restart"] == "no"
+
+
+def test_timescaledb_release_is_current_and_preloaded() -> None:
+    """A release that supports its PostgreSQL, accepts schema changes with compression on, and is preloaded."""
+    db = _compose()["services"]["timescaledb"]
+    match = re.fullmatch(r"timescale/timescaledb:(\d+)\.(\d+)\.(\d+)-pg(\d+)", db["image"])
+    assert match, f"pin an exact release and PostgreSQL major, e.g. 2.29.1-pg16, not {db['image']!r}"
+    version, pg = tuple(int(g) for g in match.groups()[:3]), int(match.group(4))
+    assert version >= (2, 20, 0), "TimescaleDB before 2.20 refuses CHECK constraints with compressed chunks"
+    assert pg >= 16 if version >= (2, 29, 0) else pg >= 15, "2.28 was the last release line for PostgreSQL 15"
+    assert pg >= 15, "the service needs PostgreSQL 15 or later"
+    assert "shared_preload_libraries=timescaledb" in db.get("command", []), \
+        "preload TimescaleDB explicitly; `fatigue db migrate` refuses a server where it is not preloaded"
 
 
 def test_dependencies_exist_and_are_healthy_or_complete() -> None:

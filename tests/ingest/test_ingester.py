@@ -125,7 +125,7 @@ def test_bad_input_is_dead_lettered_and_acknowledged(clean: Conn, db_url: str, m
 def test_poison_message_is_isolated(clean: Conn, db_url: str, mqtt_broker: PrivateMosquitto,
                                     pub: Publisher) -> None:
     # A constraint the contract does not know: the poison passes decoding and fails in the database.
-    clean.execute("ALTER TABLE raw.hr_runs ADD CONSTRAINT test_poison CHECK (bpm[1] <> 123)")
+    clean.execute("SELECT store.alter_timeseries('raw.hr_runs', 'ADD CONSTRAINT test_poison CHECK (bpm[1] <> 123)')")
     try:
         base = recent_ms(4)
         msgs = [hr_message("dev-a", base + i * 60_000, 30, seed=100 + i) for i in range(30)]
@@ -140,7 +140,7 @@ def test_poison_message_is_isolated(clean: Conn, db_url: str, mqtt_broker: Priva
         assert count(clean, "SELECT count(*) FROM ingest.dead_letters WHERE reason_code = 'db_constraint'") == 1
         assert count(clean, "SELECT count(*) FROM raw.hr_runs") == 29
     finally:
-        clean.execute("ALTER TABLE raw.hr_runs DROP CONSTRAINT test_poison")
+        clean.execute("SELECT store.alter_timeseries('raw.hr_runs', 'DROP CONSTRAINT test_poison')")
 
 
 def test_messages_published_while_down_arrive_after_restart(clean: Conn, db_url: str,

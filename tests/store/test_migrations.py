@@ -73,7 +73,7 @@ def test_no_insert_fails_for_lack_of_a_partition(db: psycopg.Connection[tuple[ob
     rows = db.execute("SELECT tableoid::regclass::text FROM raw.device_status ORDER BY ts").fetchall()
     assert rows[0][0] == "raw.device_status_default"
     assert rows[2][0] == "raw.device_status_default"
-    assert rows[1][0].startswith("raw.device_status_p")
+    assert str(rows[1][0]).startswith("raw.device_status_p")
 
 
 def test_new_partition_adopts_rows_from_default(db: psycopg.Connection[tuple[object, ...]]) -> None:
