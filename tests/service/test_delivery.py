@@ -155,6 +155,8 @@ def test_every_state_of_a_force_renders_a_clear_page_and_email(fresh_url: str, s
     for force in ("empty", "withdrawn", "late"):
         assert "no data yet" in pages[force], force  # charts say so instead of crashing or drawing nothing
         assert "Officers with a flag this week: <span class=\"count\">0</span>" in pages[force]
+        assert "No data for this week, not a finding" in pages[force]  # zeros never read as "all well"
+    assert all("not a finding" not in pages[f] for f in ("flagged", "insufficient"))
     assert "FL-0" in pages["flagged"] and "FL-5" not in pages["flagged"]
     assert "WD-" not in pages["withdrawn"]  # withdrawn officers never appear
     assert re.search(r'class="count">fewer than 5<|class="count">6<', pages["insufficient"])
