@@ -26,9 +26,11 @@ from typing import Any
 
 import psycopg
 import structlog
+from psycopg.types.json import Jsonb
 from prometheus_client import Counter
 
 from exports.job import ExportRequest, run_export, verify_delivery
+from exports.publisher import file_sha256
 from exports.policy import ExportRefusedError
 
 __all__ = ["FulfilConfig", "FulfilTally", "approve_request", "fulfil_due", "reject_request"]
@@ -77,14 +79,20 @@ def _set(conn: Conn, request_id: str, sql_set: str, params: tuple[Any, ...] = ()
 
 
 def _attachable(cfg: FulfilConfig, conn: Conn, out: Path, project: str) -> int | None:
-    """The ledger seq of a complete earlier delivery of this request in ``out``, else None (``out`` removed)."""
+    """The ledger seq of a complete earlier delivery of this request in ``out``, else None (``out`` removed).
+
+    Exports are deterministic, so identical files may match several entries; the latest one of the project is
+    the one this request's earlier attempt appended.
+    """
     if not out.exists():
         return None
     check = verify_delivery(cfg.database_url, out)
-    if check.ok and check.ledger_seq is not None:
-        row = conn.execute("SELECT project FROM exports.export_ledger WHERE seq = %s", (check.ledger_seq,)).fetchone()
-        if row is not None and row[0] == project:
-            return check.ledger_seq
+    if check.ok:
+        hashes = {p.name: file_sha256(p) for p in sorted(out.iterdir()) if p.is_file()}
+        row = conn.execute("SELECT max(seq) FROM exports.export_ledger WHERE project = %s AND file_hashes = %s",
+                           (project, Jsonb(hashes))).fetchone()
+        if row is not None and row[0] is not None:
+            return int(row[0])
     log.warning("fulfil.partial_folder_removed", problems=len(check.problems))
     shutil.rmtree(out)
     return None
