@@ -26,12 +26,12 @@ from typing import Any
 
 import psycopg
 import structlog
-from psycopg.types.json import Jsonb
 from prometheus_client import Counter
+from psycopg.types.json import Jsonb
 
 from exports.job import ExportRequest, run_export, verify_delivery
-from exports.publisher import file_sha256
 from exports.policy import ExportRefusedError
+from exports.publisher import file_sha256
 
 __all__ = ["FulfilConfig", "FulfilTally", "approve_request", "fulfil_due", "reject_request"]
 

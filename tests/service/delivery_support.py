@@ -9,7 +9,7 @@ import threading
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,8 @@ WEEK = "2026-W11"
 
 @dataclass
 class Smtp:
-    """aiosmtpd on a free port: answers 451 while ``refuse`` is set, may stall on DATA until ``release``."""
+    """aiosmtpd on a free port: answers 451 to DATA while ``refuse`` is set; while ``stall`` is set, holds RCPT
+    until ``release`` and then closes (the message is never accepted)."""
 
     refuse: threading.Event = field(default_factory=threading.Event)
     stall: threading.Event = field(default_factory=threading.Event)
@@ -50,16 +51,24 @@ class Smtp:
         smtp = self
 
         class Handler:
+            async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+                                  rcpt_options: Any) -> str:
+                import asyncio
+
+                if smtp.stall.is_set():  # the client is mid-delivery and the message not yet accepted
+                    smtp.stalled.set()
+                    while not smtp.release.is_set():
+                        await asyncio.sleep(0.05)
+                    return "421 4.3.0 closing"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
             async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
                 import asyncio
 
                 if smtp.refuse.is_set():
                     smtp.refused += 1
                     return "451 4.3.0 mail system busy, try again later"
-                if smtp.stall.is_set():
-                    smtp.stalled.set()
-                    while not smtp.release.is_set():
-                        await asyncio.sleep(0.05)
                 if smtp.delay_s:
                     await asyncio.sleep(smtp.delay_s)
                 msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -103,29 +112,30 @@ class Notices:
         self.client.disconnect()
 
 
-def programme_of_states(conn: psycopg.Connection[Any]) -> dict[str, str]:
+def programme_of_states(conn: psycopg.Connection[Any], start: date = START) -> dict[str, str]:
     """Forces in every state a deployment passes through; returns force -> state.
 
     flagged: 12 officers, 5 short sleepers consenting; insufficient: 6 officers with no valid night; empty: a
     force with no officer yet; withdrawn: 5 officers all withdrawn; late: officers whose programme starts after
-    the report week (no closed week yet).
+    the report week (no closed week yet). ``start`` is the programme start (weeks end ``start + 6`` and
+    ``start + 13``).
     """
     conn.execute(DERIVED_DDL)
     seed = Seeder(conn)
     for k in range(12):
-        pid = seed.participant("flagged", START, f"FL-{k}", consent_manager=k < 5)
-        seed.nights(pid, START, 1, 14, tst_min=300 if k < 5 else 480)
+        pid = seed.participant("flagged", start, f"FL-{k}", consent_manager=k < 5)
+        seed.nights(pid, start, 1, 14, tst_min=300 if k < 5 else 480)
     for k in range(6):
-        pid = seed.participant("insufficient", START, f"IN-{k}")
-        seed.nights(pid, START, 1, 14, valid=False)
+        pid = seed.participant("insufficient", start, f"IN-{k}")
+        seed.nights(pid, start, 1, 14, valid=False)
     seed.force("empty")
     for k in range(5):
-        pid = seed.participant("withdrawn", START, f"WD-{k}", consent_manager=True)
-        seed.nights(pid, START, 1, 14, tst_min=300)
+        pid = seed.participant("withdrawn", start, f"WD-{k}", consent_manager=True)
+        seed.nights(pid, start, 1, 14, tst_min=300)
     conn.execute("UPDATE core.participants SET withdrawn_at = %s WHERE force_id = 'withdrawn'",
-                 (datetime(2026, 3, 10, tzinfo=LONDON),))
+                 (datetime.combine(start + timedelta(days=8), time(), LONDON),))
     for k in range(3):
-        seed.participant("late", date(2026, 4, 6), f"LT-{k}")
+        seed.participant("late", start + timedelta(days=35), f"LT-{k}")
     for force in ("flagged", "insufficient", "empty", "withdrawn", "late"):
         conn.execute("INSERT INTO risk.report_recipients VALUES (%s, %s)", (force, f"frm-{force}@example.police.uk"))
     return {"flagged": "flags", "insufficient": "insufficient", "empty": "no officers", "withdrawn": "withdrawn",
@@ -133,11 +143,12 @@ def programme_of_states(conn: psycopg.Connection[Any]) -> dict[str, str]:
 
 
 def serve_config(db_url: str, outbox: Path, smtp: Smtp | None, broker: Any | None, **kw: Any) -> ServeConfig:
-    """A scheduler-only configuration with immediate retries (back-off base 0 s)."""
+    """A scheduler-only configuration with immediate retries (back-off base 0 s unless given)."""
+    kw.setdefault("retry_base_s", 0.0)
     return ServeConfig(database_url=db_url, timezone="Europe/London", outbox_dir=outbox, ingest=None,
                        scheduler=True, every_s=1.0, weekly=WeeklySlot(), api=False,
                        mqtt_target=MqttTarget(broker.host, broker.port) if broker else None,
-                       smtp_url=smtp.url if smtp else None, retry_base_s=0.0, exports_dir=outbox.parent / "exports",
+                       smtp_url=smtp.url if smtp else None, exports_dir=outbox.parent / "exports",
                        **kw)
 
 

@@ -16,8 +16,8 @@ from prometheus_client import REGISTRY
 
 from risk.delivery import backoff_s, cancel_deliveries, list_deliveries
 from service.scheduler import Scheduler
-from tests.conftest import create_database, drop_database
 from store.migrate import migrate
+from tests.conftest import create_database, drop_database
 from tests.service.delivery_support import NOW, WEEK, Notices, Smtp, count, programme_of_states, serve_config
 
 pytest.importorskip("aiosmtpd.controller", reason="pip install aiosmtpd (dev dependency)")
