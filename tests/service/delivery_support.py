@@ -115,7 +115,7 @@ class Notices:
 def programme_of_states(conn: psycopg.Connection[Any], start: date = START) -> dict[str, str]:
     """Forces in every state a deployment passes through; returns force -> state.
 
-    flagged: 12 officers, 5 short sleepers consenting; insufficient: 6 officers with no valid night; empty: a
+    flagged: 12 officers, 5 short sleepers consenting; oneweek: 6 officers with one closed week; insufficient: 6 officers with no valid night; empty: a
     force with no officer yet; withdrawn: 5 officers all withdrawn; late: officers whose programme starts after
     the report week (no closed week yet). ``start`` is the programme start (weeks end ``start + 6`` and
     ``start + 13``).
@@ -128,6 +128,9 @@ def programme_of_states(conn: psycopg.Connection[Any], start: date = START) -> d
     for k in range(6):
         pid = seed.participant("insufficient", start, f"IN-{k}")
         seed.nights(pid, start, 1, 14, valid=False)
+    for k in range(6):  # joined a week later: one closed week, a single point in every chart
+        pid = seed.participant("oneweek", start + timedelta(days=7), f"OW-{k}", consent_manager=True)
+        seed.nights(pid, start + timedelta(days=7), 1, 7, tst_min=330)
     seed.force("empty")
     for k in range(5):
         pid = seed.participant("withdrawn", start, f"WD-{k}", consent_manager=True)
@@ -136,9 +139,9 @@ def programme_of_states(conn: psycopg.Connection[Any], start: date = START) -> d
                  (datetime.combine(start + timedelta(days=8), time(), LONDON),))
     for k in range(3):
         seed.participant("late", start + timedelta(days=35), f"LT-{k}")
-    for force in ("flagged", "insufficient", "empty", "withdrawn", "late"):
+    for force in ("flagged", "oneweek", "insufficient", "empty", "withdrawn", "late"):
         conn.execute("INSERT INTO risk.report_recipients VALUES (%s, %s)", (force, f"frm-{force}@example.police.uk"))
-    return {"flagged": "flags", "insufficient": "insufficient", "empty": "no officers", "withdrawn": "withdrawn",
+    return {"flagged": "flags", "oneweek": "one week", "insufficient": "insufficient", "empty": "no officers", "withdrawn": "withdrawn",
             "late": "not started"}
 
 

@@ -21,7 +21,7 @@ from tests.conftest import create_database, drop_database
 from tests.service.delivery_support import NOW, WEEK, Notices, Smtp, count, programme_of_states, serve_config
 
 pytest.importorskip("aiosmtpd.controller", reason="pip install aiosmtpd (dev dependency)")
-FORCES = ("empty", "flagged", "insufficient", "late", "withdrawn")
+FORCES = ("empty", "flagged", "insufficient", "late", "oneweek", "withdrawn")
 
 
 @pytest.fixture
@@ -156,8 +156,11 @@ def test_every_state_of_a_force_renders_a_clear_page_and_email(fresh_url: str, s
         assert "no data yet" in pages[force], force  # charts say so instead of crashing or drawing nothing
         assert "Officers with a flag this week: <span class=\"count\">0</span>" in pages[force]
         assert "No data for this week, not a finding" in pages[force]  # zeros never read as "all well"
-    assert all("not a finding" not in pages[f] for f in ("flagged", "insufficient"))
+    assert all("not a finding" not in pages[f] for f in ("flagged", "insufficient", "oneweek"))
     assert "FL-0" in pages["flagged"] and "FL-5" not in pages["flagged"]
+    one = pages["oneweek"]  # one closed week: single points, each officer's chart has one dot per series
+    assert "OW-0" in one and "no data yet" not in one and one.count("<circle") >= 6 * 2
+    assert "not a finding" not in one
     assert "WD-" not in pages["withdrawn"]  # withdrawn officers never appear
     assert re.search(r'class="count">fewer than 5<|class="count">6<', pages["insufficient"])
     assert "no values to show" in pages["insufficient"]  # mean sleep suppressed/absent: said, not drawn as 0
