@@ -39,8 +39,6 @@ ALTER TABLE access.export_requests
     ADD COLUMN export_seq       bigint REFERENCES exports.export_ledger (seq),
     ADD COLUMN attempts         integer NOT NULL DEFAULT 0,
     ADD COLUMN next_attempt_at  timestamptz;
-ALTER TABLE access.export_requests
-    ADD CONSTRAINT export_requests_done_has_export CHECK (status <> 'done' OR export_seq IS NOT NULL) NOT VALID;
 
 CREATE POLICY export_requests_not_self_approved ON access.export_requests AS RESTRICTIVE FOR INSERT
     TO fatigue_researcher
