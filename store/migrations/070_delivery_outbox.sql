@@ -36,7 +36,7 @@ CREATE INDEX report_deliveries_due_idx ON risk.report_deliveries (next_attempt_a
 ALTER TABLE access.export_requests
     ADD COLUMN approved_by      text CHECK (length(approved_by) BETWEEN 1 AND 200),
     ADD COLUMN approved_at      timestamptz,
-    ADD COLUMN export_seq       bigint REFERENCES exports.export_ledger (seq),
+    ADD COLUMN export_seq       bigint,  -- exports.export_ledger.seq (no FK: the ledger must stay TRUNCATE-proof by its trigger alone)
     ADD COLUMN attempts         integer NOT NULL DEFAULT 0,
     ADD COLUMN next_attempt_at  timestamptz;
 
