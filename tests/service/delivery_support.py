@@ -115,8 +115,8 @@ class Notices:
 def programme_of_states(conn: psycopg.Connection[Any], start: date = START) -> dict[str, str]:
     """Forces in every state a deployment passes through; returns force -> state.
 
-    flagged: 12 officers, 5 short sleepers consenting; oneweek: 6 officers with one closed week; insufficient: 6 officers with no valid night; empty: a
-    force with no officer yet; withdrawn: 5 officers all withdrawn; late: officers whose programme starts after
+    flagged: 12 officers, 5 short sleepers consenting; oneweek: 6 officers with one closed week; insufficient:
+    6 officers with no valid night; empty: a force with no officer yet; withdrawn: 5 officers all withdrawn; late: officers whose programme starts after
     the report week (no closed week yet). ``start`` is the programme start (weeks end ``start + 6`` and
     ``start + 13``).
     """
@@ -141,8 +141,8 @@ def programme_of_states(conn: psycopg.Connection[Any], start: date = START) -> d
         seed.participant("late", start + timedelta(days=35), f"LT-{k}")
     for force in ("flagged", "oneweek", "insufficient", "empty", "withdrawn", "late"):
         conn.execute("INSERT INTO risk.report_recipients VALUES (%s, %s)", (force, f"frm-{force}@example.police.uk"))
-    return {"flagged": "flags", "oneweek": "one week", "insufficient": "insufficient", "empty": "no officers", "withdrawn": "withdrawn",
-            "late": "not started"}
+    return {"flagged": "flags", "oneweek": "one week", "insufficient": "insufficient", "empty": "no officers",
+            "withdrawn": "withdrawn", "late": "not started"}
 
 
 def serve_config(db_url: str, outbox: Path, smtp: Smtp | None, broker: Any | None, **kw: Any) -> ServeConfig:
