@@ -115,10 +115,10 @@ class Notices:
 def programme_of_states(conn: psycopg.Connection[Any], start: date = START) -> dict[str, str]:
     """Forces in every state a deployment passes through; returns force -> state.
 
-    flagged: 12 officers, 5 short sleepers consenting; oneweek: 6 officers with one closed week; insufficient:
-    6 officers with no valid night; empty: a force with no officer yet; withdrawn: 5 officers all withdrawn; late: officers whose programme starts after
-    the report week (no closed week yet). ``start`` is the programme start (weeks end ``start + 6`` and
-    ``start + 13``).
+    flagged: 12 officers, 5 short sleepers consenting; oneweek: 6 officers with one closed week;
+    insufficient: 6 officers with no valid night; empty: a force with no officer yet; withdrawn: 5 officers,
+    all withdrawn; late: officers whose programme starts after the report week (no closed week yet).
+    ``start`` is the programme start (weeks end ``start + 6`` and ``start + 13``).
     """
     conn.execute(DERIVED_DDL)
     seed = Seeder(conn)
