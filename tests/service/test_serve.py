@@ -208,8 +208,9 @@ def test_kill_9_mid_delivery_and_restart_loses_and_doubles_nothing(
         finally:
             out = _stop(second)
         assert second.returncode == 0, out[-3000:]
-        assert _count(scratch_db, "SELECT count(*) FROM risk.reports WHERE iso_week = %s" .replace("%s", f"'{week}'")) \
-            == len(forces)
+        assert _count(scratch_db, f"SELECT count(*) FROM risk.reports WHERE iso_week = '{week}'") == len(forces)
+        flagged = next((outbox / "flagged" / week).iterdir()) / "report.html"
+        assert "FL-0" in flagged.read_text()  # a real report, not an empty page
         for force in forces:
             assert len(list((outbox / force / week).iterdir())) == 1, force
         assert len(smtp.received) == len(forces) and set(smtp.per_report().values()) == {1}
