@@ -137,7 +137,7 @@ def _supervise(parts: list[_Part], scheduler: Scheduler | None, stopping: thread
             if part.thread.is_alive():
                 continue
             if not part.restartable:
-                return (f"the {part.name} stopped on its own (is port in use or the address wrong? see the log "
+                return (f"the {part.name} stopped on its own (is its port taken or its address wrong? see the log "
                         "above): fix it and start fatigue serve again")
             now = time.monotonic()
             if part.restart_at is None:

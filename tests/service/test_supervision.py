@@ -142,3 +142,35 @@ def test_refused_broker_credentials_stop_serve_with_what_to_do(locked_broker: Pr
     assert done.returncode == 1
     assert "refused the ingester's login" in done.stderr and "FATIGUE_MQTT_URL" in done.stderr
     assert "wrong" not in done.stderr  # the password is never printed
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_part_is_restarted_and_a_dead_api_is_fatal() -> None:
+    import threading
+
+    from service.serve import _Part, _supervise
+
+    stopping = threading.Event()
+    runs: list[int] = []
+
+    def body() -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("ingester crashed")  # dies once (logged by threading's excepthook)
+        stopping.wait(30)
+
+    before = sum(s.value for m in REGISTRY.collect() if m.name == "fatigue_serve_part_restarts"
+                 for s in m.samples if s.name.endswith("_total") and s.labels.get("part") == "ingester")
+    part = _Part("ingester", lambda: threading.Thread(target=body), True)
+    part.start()
+    timer = threading.Timer(4.0, stopping.set)
+    timer.start()
+    assert _supervise([part], None, stopping) == ""  # SIGTERM-like stop after the restart
+    assert len(runs) == 2 and part.restarts == 1
+    after = sum(s.value for m in REGISTRY.collect() if m.name == "fatigue_serve_part_restarts"
+                for s in m.samples if s.name.endswith("_total") and s.labels.get("part") == "ingester")
+    assert after - before == 1
+    api = _Part("api", lambda: threading.Thread(target=lambda: None), False)
+    api.start()
+    message = _supervise([api], None, threading.Event())
+    assert "api stopped on its own" in message and "start fatigue serve again" in message
