@@ -10,7 +10,8 @@ Jobs, checked on every tick (every ``every_s`` seconds):
   before the slot (:func:`risk.delivery.enqueue_reports`, idempotent), and every pending, due report channel
   is delivered (:func:`risk.delivery.deliver_due`). Due-ness comes from what was delivered, not from the flag
   run, so a failed or interrupted delivery is retried (with back-off per channel) until it succeeds or an
-  operator cancels it (``fatigue deliveries``).
+  operator cancels it (``fatigue deliveries``). Only the latest slot's week is queued: after an outage longer
+  than a week, earlier weeks' reports are made by hand (``fatigue report --week W --force F``).
 - **exports**: approved researcher export requests are fulfilled (:func:`exports.fulfil.fulfil_due`).
 
 Isolation: an exception in one job is logged (job, error class, and the week for weekly jobs), counted in
@@ -204,9 +205,11 @@ class Scheduler:
         wait = backoff_s(st.failures, min(self.config.retry_base_s, self.config.every_s), self.config.retry_max_s)
         st.next_try = self.clock() + wait
         JOB_FAILURES.labels(name, exc.__class__.__name__).inc()
+        schema_behind = isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.UndefinedColumn)
+        todo = "run `fatigue db migrate`" if schema_behind else "see the error; the job is retried"
         log.error("scheduler.job_failed", job=name, week=week_of(self.config.weekly.latest(now)),
                   error=exc.__class__.__name__, sqlstate=getattr(exc, "sqlstate", None), attempt=st.failures,
-                  retry_in_s=round(wait, 1))
+                  retry_in_s=round(wait, 1), todo=todo)
         if not _connection_lost(exc):
             self._db_down_since = None
             return
