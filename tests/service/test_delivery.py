@@ -200,3 +200,29 @@ def test_operator_cancels_a_failing_channel_and_it_is_never_tried_again(
 def test_backoff_doubles_up_to_the_cap() -> None:
     assert [backoff_s(n, 60, 3600) for n in (1, 2, 3, 7, 50)] == [60, 120, 240, 3600, 3600]
     assert backoff_s(1, 0, 3600) == 0
+
+
+def test_broker_down_then_back_notices_each_report_once(fresh_url: str, fresh_broker: Any, tmp_path: Path) -> None:
+    with psycopg.connect(fresh_url, autocommit=True) as conn:
+        programme_of_states(conn)
+    scheduler = Scheduler(serve_config(fresh_url, tmp_path / "outbox", None, fresh_broker))
+    fresh_broker.stop()
+    scheduler.tick(NOW)
+    pending = ("SELECT count(*) FROM risk.report_deliveries WHERE channel = 'mqtt' AND state = 'pending' "
+               "AND attempts = 1")
+    assert count(fresh_url, pending) == len(FORCES)
+    assert count(fresh_url, "SELECT count(*) FROM risk.reports WHERE notified_mqtt") == 0
+    fresh_broker.start()
+    notices = Notices(fresh_broker.host, fresh_broker.port)
+    try:
+        scheduler.tick(NOW)
+        scheduler.tick(NOW)
+        for _ in range(100):
+            if len(notices.got) >= len(FORCES):
+                break
+            threading.Event().wait(0.05)
+        threading.Event().wait(0.5)
+        assert sorted(json.loads(p)["force_id"] for p in notices.got) == sorted(FORCES)
+    finally:
+        notices.close()
+    assert count(fresh_url, "SELECT count(*) FROM risk.reports WHERE notified_mqtt") == len(FORCES)
