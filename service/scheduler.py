@@ -161,8 +161,11 @@ class Scheduler:
         log.info("scheduler.features_and_models", participants=feats.participants, days=feats.days_written,
                  duties=models.duties)
 
-    def run_flags(self, today: date) -> None:
-        """Flags for every closed week as of ``today`` (and next months' raw partitions)."""
+    def run_weekly(self, today: date) -> None:
+        """The weekly step: storage maintenance, then flags for every closed week as of ``today``.
+
+        Each force's report follows through the outbox (:meth:`run_reports`), not here.
+        """
         programme = load_programme(None)
         with self._connect() as conn:
             ensure_future_partitions(conn)  # plain PostgreSQL: next months' raw partitions exist in time
@@ -196,7 +199,7 @@ class Scheduler:
 
     def _jobs(self, now: datetime) -> list[tuple[str, Callable[[], bool], Callable[[], None]]]:
         return [("daily", self.dirty, self.run_daily),
-                ("flags", lambda: self.weekly_due(now), lambda: self.run_flags(now.date())),
+                ("flags", lambda: self.weekly_due(now), lambda: self.run_weekly(now.date())),
                 ("reports", lambda: True, lambda: self.run_reports(now)),
                 ("exports", lambda: True, self.run_exports)]
 
