@@ -167,7 +167,7 @@ def build_email(sender: str, recipients: list[str], report_id: str, force_id: st
     assert isinstance(html_part, EmailMessage)
     for image in images:
         html_part.add_related(image.png, maintype="image", subtype="png", cid=f"<{image.content_id}>",
-                              filename=image.content_id.split("@")[0] + ".png")
+                              disposition="inline", filename=image.content_id.split("@")[0] + ".png")
     for name, text in csvs.items():
         msg.add_attachment(text.encode("utf-8"), maintype="text", subtype="csv", filename=name)
     return msg

@@ -171,6 +171,8 @@ def test_every_state_of_a_force_renders_a_clear_page_and_email(fresh_url: str, s
         assert "<svg" not in body and "cid:chart-1@fatigue" in body
         cids = {str(p["Content-ID"]) for p in msg.walk() if p.get_content_type() == "image/png"}
         assert cids and all(f"cid:{c.strip('<>')}" in body for c in cids)
+        assert all(p.get_content_disposition() == "inline" for p in msg.walk() if p.get_content_type() == "image/png")
+        assert any(p.get_content_type() == "multipart/related" for p in msg.walk())
         pngs = [p.get_content() for p in msg.walk() if p.get_content_type() == "image/png"]
         assert all(b.startswith(b"\x89PNG") for b in pngs)
         names = sorted(p.get_filename() for p in msg.iter_attachments() if p.get_content_type() == "text/csv")
