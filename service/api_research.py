@@ -1,7 +1,10 @@
 """Researchers' routes: request an anonymised export of the token's project, follow it, download its files.
 
-A request is a row in ``access.export_requests`` with status ``requested``; the export job fulfils it and
-stores the files' paths (relative to the exports folder) with status ``done``. Queries run as
+A request is a row in ``access.export_requests`` with status ``requested``. Once an administrator approves it
+(``fatigue export-requests approve``), the ``fatigue serve`` scheduler fulfils it (:mod:`exports.fulfil`): the
+export is written to its own folder under the exports folder (``FATIGUE_EXPORTS_DIR``, never the managers'
+outbox), recorded in the ledger, and the request moves to ``done`` with the files' paths relative to the exports
+folder; each downloaded file's SHA-256 equals the ledger's. Queries run as
 ``fatigue_researcher`` with ``fatigue.project`` from the token, so row-level security limits them to the
 token's project. Every read and download writes an audit row.
 """

@@ -109,7 +109,7 @@ def api_command(host: str, port: int) -> None:
     from service.api import create_app
 
     settings = _settings()
-    app = create_app(settings.database_url, settings.outbox_dir)
+    app = create_app(settings.database_url, settings.outbox_dir, exports_dir=settings.exports_dir)
     click.echo(f"serving the API on http://{host}:{port} (docs at /docs); Ctrl-C stops")
     uvicorn.run(app, host=host, port=port, access_log=False, log_level=settings.log_level, server_header=False)
 

@@ -127,8 +127,10 @@ def demo_command(participants: int, forces: int, days: int, folder: Path, seed: 
               help="Weekday and local time (FATIGUE_TIMEZONE) of the weekly flags and reports.")
 @click.option("--host", default="0.0.0.0", show_default=True, help="API listen address.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="API port.")
+@click.option("--retry-base", type=click.FloatRange(0), default=60.0, show_default=True,
+              help="Seconds before the first retry of a failed job or report delivery (doubles up to an hour).")
 def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | None, every: float, weekly: str,
-                  host: str, port: int) -> None:
+                  host: str, port: int, retry_base: float) -> None:
     """Run the ingester, the scheduler and the API in one process (or a subset); SIGTERM stops it cleanly."""
     from service.serve import ServeConfig, WeeklySlot, serve
 
@@ -146,7 +148,9 @@ def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | Non
     config = ServeConfig(database_url=s.database_url, timezone=s.timezone, outbox_dir=s.outbox_dir,
                          ingest=ingest_config, scheduler=scheduler, every_s=every, weekly=slot,
                          mqtt_target=MqttTarget(mq.host, mq.port, mq.username, mq.password, mq.tls),
-                         smtp_url=s.smtp_url, api=api, api_host=host, api_port=port, log_level=s.log_level)
+                         smtp_url=s.smtp_url, api=api, api_host=host, api_port=port, log_level=s.log_level,
+                         exports_dir=s.exports_dir, pseudonym_key=s.pseudonym_key,
+                         key_version=s.pseudonym_key_version, retry_base_s=retry_base)
     code = serve(config, echo=lambda line: click.echo(line, err=True))
     if code:
         raise SystemExit(code)

@@ -1,153 +1,82 @@
 """``fatigue serve``: ingester, scheduler and API in one process (threads), or any subset of them.
 
 - **ingester**: :class:`ingest.consumer.Ingester` on the shared subscription (as ``fatigue ingest``).
-- **scheduler**: every ``every_s`` seconds, when ``ingest.dirty_days`` is not empty, the feature job and then
-  the model job; once a week, at a weekday and local time (default Monday 12:00 Europe/London, when the previous
-  programme week has closed), the flag job and each force's report for the last complete ISO week. A weekly
-  run is due when the latest slot has passed and no flag run (``risk.flag_runs``) started at or after it, so a
-  scheduler that was down at the slot catches up at its first tick, and a restart does not repeat it.
-- **API**: uvicorn serving :func:`service.api.create_app`.
+- **scheduler**: :class:`service.scheduler.Scheduler` -- features and models when data is dirty; weekly flags;
+  the report outbox (every force's report, each channel retried until delivered); researchers' approved exports.
+- **API**: uvicorn serving :func:`service.api.create_app` (report paths relative to the outbox folder, export
+  files relative to the exports folder).
+
+Supervision: no job failure stops another part (see :mod:`service.scheduler`). If the ingester or the scheduler
+thread dies of an unexpected error it is restarted after a back-off (``fatigue_serve_part_restarts_total``).
+The service stops on its own (exit 1, with a message saying what to do) only when it cannot do its work:
+
+- the broker refuses the ingester's user name or password (checked before starting; fix ``FATIGUE_MQTT_URL``);
+- the database stays unreachable for ``db_fatal_after_s`` (default 15 min);
+- the API cannot serve (e.g. its port is taken).
 
 SIGTERM or SIGINT stops every part cleanly (the ingester commits and acknowledges the batch in hand, uvicorn
-finishes open requests, a running job finishes) and the process exits 0. If a part dies on its own the others
-are stopped and the process exits 1, so that the supervisor (Docker, systemd) restarts it.
+finishes open requests, a running job finishes) and the process exits 0.
 """
 
 from __future__ import annotations
 
-import re
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from pathlib import Path
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import psycopg
+import paho.mqtt.client as mqtt
 import structlog
+from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import Counter
 
-from features.job import run_features
 from ingest.consumer import IngestConfig, Ingester
-from risk.job import run_flags
-from risk.programme import load_programme
-from risk.publisher import MqttTarget, make_weekly_report
-from store.job_metrics import maintain
+from service.scheduler import FatalError, Scheduler, ServeConfig, WeeklySlot
 
-__all__ = ["Scheduler", "ServeConfig", "WeeklySlot", "serve"]
+__all__ = ["FatalError", "Scheduler", "ServeConfig", "WeeklySlot", "broker_refusal", "serve"]
 
 log = structlog.get_logger("service.serve")
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+PART_RESTARTS = Counter("fatigue_serve_part_restarts", "Parts of fatigue serve restarted after dying", ("part",))
+_REFUSED = {134: "bad user name or password", 135: "not authorised"}
 
 
-@dataclass(frozen=True)
-class WeeklySlot:
-    """A weekday and local wall-clock time, e.g. Monday 12:00."""
+def broker_refusal(ingest: IngestConfig, timeout_s: float = 10.0) -> str | None:
+    """Connect once with the ingester's credentials; the refusal reason if the broker rejects them, else None.
 
-    weekday: int = 0
-    hour: int = 12
-    minute: int = 0
+    An unreachable broker is not a refusal (the ingester keeps reconnecting); only CONNACK reason codes 134 (bad
+    user name or password) and 135 (not authorised) are.
+    """
+    got: list[int] = []
+    done = threading.Event()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{ingest.client_id[:40]}-probe-{uuid.uuid4().hex[:6]}",
+                         protocol=mqtt.MQTTv5)
+    if ingest.username:
+        client.username_pw_set(ingest.username, ingest.password)
+    if ingest.tls:
+        client.tls_set()
 
-    @staticmethod
-    def parse(text: str) -> WeeklySlot:
-        """``"MON 12:00"`` -> WeeklySlot(0, 12, 0); ValueError names the expected form."""
-        m = re.fullmatch(r"\s*([A-Za-z]{3})[A-Za-z]*\s+(\d{1,2}):(\d{2})\s*", text)
-        if not m or m.group(1).lower() not in _DAYS or int(m.group(2)) > 23 or int(m.group(3)) > 59:
-            raise ValueError(f"expected a weekday and time like 'MON 12:00', got {text!r}")
-        return WeeklySlot(_DAYS.index(m.group(1).lower()), int(m.group(2)), int(m.group(3)))
+    def on_connect(_c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        got.append(int(reason.value))
+        done.set()
 
-    def latest(self, now: datetime) -> datetime:
-        """The most recent slot at or before ``now`` (an aware datetime in the local zone)."""
-        day = now.date() - timedelta(days=(now.weekday() - self.weekday) % 7)
-        slot = datetime(day.year, day.month, day.day, self.hour, self.minute, tzinfo=now.tzinfo)
-        return slot if slot <= now else slot - timedelta(days=7)
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    """What ``fatigue serve`` runs, from the settings and the command options."""
-
-    database_url: str
-    timezone: str
-    outbox_dir: Path
-    ingest: IngestConfig | None = None
-    scheduler: bool = True
-    every_s: float = 300.0
-    weekly: WeeklySlot = WeeklySlot()
-    mqtt_target: MqttTarget | None = None
-    smtp_url: str | None = None
-    api: bool = True
-    api_host: str = "0.0.0.0"
-    api_port: int = 8000
-    log_level: str = "info"
-
-
-class Scheduler:
-    """Feature and model jobs when new data has arrived; flags and reports once a week."""
-
-    def __init__(self, config: ServeConfig) -> None:
-        self.config = config
-        self.tz = ZoneInfo(config.timezone)
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=10)
-
-    def dirty(self) -> bool:
-        """True when the ingester or a roster import marked days to recompute."""
-        with self._connect() as conn:
-            row = conn.execute("SELECT EXISTS (SELECT 1 FROM ingest.dirty_days)").fetchone()
-        return bool(row and row[0])
-
-    def weekly_due(self, now: datetime) -> bool:
-        """The latest weekly slot has passed and no flag run started at or after it."""
-        slot = self.config.weekly.latest(now)
-        with self._connect() as conn:
-            row = conn.execute("SELECT max(started_at) FROM risk.flag_runs").fetchone()
-        last = row[0] if row else None
-        return last is None or last < slot
-
-    def run_daily(self) -> None:
-        """Features for participants with new data, then the fatigue model."""
-        from models.job import run_models  # written in parallel; imported late so the CLI loads without it
-
-        feats = run_features(self.config.database_url, self.config.timezone)
-        models = run_models(self.config.database_url, self.config.timezone, False)
-        log.info("scheduler.features_and_models", participants=feats.participants, days=feats.days_written,
-                 duties=models.duties)
-
-    def run_weekly(self, today: date) -> None:
-        """Flags for every closed week as of ``today``, then each force's report for the last ISO week."""
-        programme = load_programme(None)
-        with self._connect() as conn:
-            maintain(conn)  # partitions ahead + retention (plain); overdue TimescaleDB policy jobs; metrics
-            summary = run_flags(conn, today, programme, tz=self.config.timezone)
-            forces = [str(r[0]) for r in conn.execute("SELECT force_id FROM core.forces ORDER BY 1").fetchall()]
-            year, week, _ = (today - timedelta(days=7)).isocalendar()
-            for force in forces:
-                make_weekly_report(conn, force, f"{year}-W{week:02d}", self.config.outbox_dir, programme,
-                                   self.config.mqtt_target, self.config.smtp_url)
-        log.info("scheduler.weekly", as_of=str(today), evaluated=summary.evaluated, issued=summary.issued,
-                 revised=summary.revised, reports=len(forces))
-
-    def tick(self, now: datetime | None = None) -> None:
-        """One round: daily jobs if data is dirty, then the weekly job if due. Errors are logged, not raised."""
-        now = now or datetime.now(self.tz)
-        for name, due, job in (("daily", self.dirty, self.run_daily),
-                               ("weekly", lambda: self.weekly_due(now), lambda: self.run_weekly(now.date()))):
-            try:
-                if due():
-                    job()
-            except (psycopg.Error, OSError) as exc:  # database or broker away: try again next tick
-                log.warning("scheduler.job_failed", job=name, error=exc.__class__.__name__)
-
-    def run(self, stopping: threading.Event) -> None:
-        """Tick every ``every_s`` seconds until ``stopping`` is set."""
-        while not stopping.is_set():
-            self.tick()
-            stopping.wait(self.config.every_s)
+    client.on_connect = on_connect
+    try:
+        client.connect(ingest.mqtt_host, ingest.mqtt_port, keepalive=10)
+    except OSError as exc:
+        log.warning("serve.broker_unreachable", error=exc.__class__.__name__,
+                    todo="the ingester keeps trying; check that the broker is running")
+        return None
+    client.loop_start()
+    try:
+        done.wait(timeout_s)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return _REFUSED.get(got[0]) if got else None
 
 
 def _api_server(config: ServeConfig) -> Any:
@@ -155,24 +84,85 @@ def _api_server(config: ServeConfig) -> Any:
 
     from service.api import create_app
 
-    app = create_app(config.database_url, config.outbox_dir)
+    app = create_app(config.database_url, config.outbox_dir, exports_dir=config.exports_dir)
     return uvicorn.Server(uvicorn.Config(app, host=config.api_host, port=config.api_port, access_log=False,
                                          log_level=config.log_level, server_header=False))
 
 
-def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> int:
-    """Run the configured parts until SIGTERM/SIGINT (returns 0) or until one of them dies (returns 1)."""
-    stopping = threading.Event()
-    threads: dict[str, threading.Thread] = {}
-    ingester = Ingester(config.ingest) if config.ingest else None
+@dataclass
+class _Part:
+    """One supervised thread and how to make it again."""
+
+    name: str
+    make: Callable[[], threading.Thread]
+    restartable: bool
+    thread: threading.Thread | None = None
+    restarts: int = 0
+    restart_at: float | None = None
+    stop: list[Callable[[], None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.thread = self.make()
+        self.thread.start()
+
+
+def _parts(config: ServeConfig, stopping: threading.Event,
+           scheduler: Scheduler | None) -> tuple[list[_Part], Any]:
+    parts: list[_Part] = []
     server = _api_server(config) if config.api else None
-    if ingester is not None:
-        threads["ingester"] = threading.Thread(target=ingester.run, name="ingester")
-    if config.scheduler:
-        threads["scheduler"] = threading.Thread(target=Scheduler(config).run, args=(stopping,), name="scheduler")
+    if config.ingest is not None:
+        ingest = config.ingest
+        holder: dict[str, Ingester] = {}
+
+        def make_ingester() -> threading.Thread:
+            holder["i"] = Ingester(ingest)
+            return threading.Thread(target=holder["i"].run, name="ingester")
+
+        parts.append(_Part("ingester", make_ingester, True, stop=[lambda: holder["i"].stop()]))
+    if scheduler is not None:
+        parts.append(_Part("scheduler", lambda: threading.Thread(target=scheduler.run, args=(stopping,),
+                                                                 name="scheduler"), True))
     if server is not None:
-        threads["api"] = threading.Thread(target=server.run, name="api")
-    if not threads:
+        parts.append(_Part("api", lambda: threading.Thread(target=server.run, name="api"), False))
+    return parts, server
+
+
+def _supervise(parts: list[_Part], scheduler: Scheduler | None, stopping: threading.Event) -> str:
+    """Watch the parts until SIGTERM/SIGINT ("") or a fatal condition (its message)."""
+    while not stopping.wait(0.5):
+        if scheduler is not None and scheduler.fatal:
+            return scheduler.fatal
+        for part in parts:
+            assert part.thread is not None
+            if part.thread.is_alive():
+                continue
+            if not part.restartable:
+                return (f"the {part.name} stopped on its own (is its port taken or its address wrong? see the log "
+                        "above): fix it and start fatigue serve again")
+            now = time.monotonic()
+            if part.restart_at is None:
+                part.restart_at = now + min(60.0, 2.0 ** part.restarts)
+                log.error("serve.part_died", part=part.name, restart_in_s=part.restart_at - now)
+            elif now >= part.restart_at:
+                part.restarts += 1
+                part.restart_at = None
+                PART_RESTARTS.labels(part.name).inc()
+                part.start()
+    return ""
+
+
+def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> int:
+    """Run the configured parts until SIGTERM/SIGINT (returns 0) or a fatal condition (returns 1)."""
+    if config.ingest is not None:
+        refused = broker_refusal(config.ingest)
+        if refused:
+            echo(f"the MQTT broker refused the ingester's login ({refused}): check the user and password in "
+                 "FATIGUE_MQTT_URL (and the broker's password file), then start fatigue serve again")
+            return 1
+    stopping = threading.Event()
+    scheduler = Scheduler(config) if config.scheduler else None
+    parts, server = _parts(config, stopping, scheduler)
+    if not parts:
         echo("nothing to run: every part is switched off")
         return 0
 
@@ -181,26 +171,23 @@ def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    for thread in threads.values():
-        thread.start()
-    echo(f"serving: {', '.join(threads)}" + (f" (API on {config.api_host}:{config.api_port})" if server else "")
-         + "; stop with SIGTERM or Ctrl-C")
-    failed = ""
-    while not stopping.wait(0.5):
-        dead = [name for name, t in threads.items() if not t.is_alive()]
-        if dead:
-            failed = ", ".join(dead)
-            log.error("serve.part_stopped", parts=failed)
-            break
-    if ingester is not None:
-        ingester.stop()
+    for part in parts:
+        part.start()
+    echo(f"serving: {', '.join(p.name for p in parts)}"
+         + (f" (API on {config.api_host}:{config.api_port})" if server else "") + "; stop with SIGTERM or Ctrl-C")
+    fatal = _supervise(parts, scheduler, stopping)
+    if fatal:
+        log.critical("serve.fatal", reason=fatal)
+    for part in parts:
+        for stop in part.stop:
+            stop()
     if server is not None:
         server.should_exit = True
     stopping.set()
     deadline = time.monotonic() + 60
-    for thread in threads.values():
-        thread.join(max(0.1, deadline - time.monotonic()))
-    still = [name for name, t in threads.items() if t.is_alive()]
-    echo("stopped" + (f"; {failed} had stopped on its own" if failed else "")
-         + (f"; {', '.join(still)} did not stop in time" if still else ""))
-    return 1 if failed or still else 0
+    for part in parts:
+        if part.thread is not None:
+            part.thread.join(max(0.1, deadline - time.monotonic()))
+    still = [p.name for p in parts if p.thread is not None and p.thread.is_alive()]
+    echo("stopped" + (f": {fatal}" if fatal else "") + (f"; {', '.join(still)} did not stop in time" if still else ""))
+    return 1 if fatal or still else 0

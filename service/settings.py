@@ -14,6 +14,8 @@ FATIGUE_PSEUDONYM_KEY_FILE  a file holding it (the file wins over nothing, the v
 FATIGUE_PSEUDONYM_KEY_VERSION  integer key version recorded in the export ledger (default 1).
 FATIGUE_INGEST_GROUP     shared-subscription group of the ingesters (default ``ingest``).
 FATIGUE_OUTBOX_DIR       folder for weekly reports (default ``./var/outbox``).
+FATIGUE_EXPORTS_DIR      folder for researchers' exports fulfilled by ``fatigue serve`` (default ``./var/exports``;
+                         never the outbox: managers' and researchers' files are kept apart).
 FATIGUE_SMTP_URL         ``smtp://host:port`` for e-mailing reports; unset means no e-mail.
 FATIGUE_LOG_LEVEL        ``debug|info|warning|error`` (default ``info``).
 FATIGUE_INGEST_MAX_LATENESS_DAYS  samples older than this are dead-lettered ``too_late`` (default 30).
@@ -65,6 +67,7 @@ class Settings:
     pseudonym_key_version: int = 1
     ingest_group: str = "ingest"
     outbox_dir: Path = Path("var/outbox")
+    exports_dir: Path = Path("var/exports")
     smtp_url: str | None = None
     log_level: str = "info"
     crash_points: str | None = None
@@ -178,6 +181,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pseudonym_key_version=_positive_int(env, "FATIGUE_PSEUDONYM_KEY_VERSION", 1),
         ingest_group=group,
         outbox_dir=Path(env.get("FATIGUE_OUTBOX_DIR", "var/outbox")),
+        exports_dir=Path(env.get("FATIGUE_EXPORTS_DIR", "var/exports")),
         smtp_url=smtp,
         log_level=level,
         crash_points=_crash_points(env),
