@@ -74,28 +74,42 @@ def test_failing_migration_reports_its_name_and_error(private_db: str) -> None:
 
 
 def test_cli_prints_the_migration_error_not_a_connection_error(private_db: str, pg_admin_url: str) -> None:
-    """The CLI path of issue 18: the session dies during `fatigue db migrate`."""
+    """The CLI path of issue 18: the session dies during `fatigue db migrate`.
+
+    Deterministic: the test holds an exclusive lock on the migration ledger, so the CLI's session blocks inside
+    the runner (after the advisory lock is taken); the test then terminates exactly that waiting session.
+    """
     name = private_db.rpartition("/")[2]
-    stop = threading.Event()
-
-    def killer() -> None:
-        # kill whichever session runs migration 002's DO block or anything after the ledger exists
-        while not stop.is_set():
-            with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                              "AND pid <> pg_backend_pid() AND query LIKE '%%CREATE%%'", (name,))
-            time.sleep(0.01)
-
-    thread = threading.Thread(target=killer, daemon=True)
-    thread.start()
+    with psycopg.connect(private_db, autocommit=True) as setup:
+        setup.execute("CREATE SCHEMA store; CREATE TABLE store.schema_migrations (version integer PRIMARY KEY, "
+                      "name text NOT NULL, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+    holder = psycopg.connect(private_db)
+    holder.execute("LOCK TABLE store.schema_migrations IN ACCESS EXCLUSIVE MODE")
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(
+        CliRunner().invoke(main, ["db", "migrate"], env={"FATIGUE_DATABASE_URL": private_db})))
+    worker.start()
     try:
-        result = CliRunner().invoke(main, ["db", "migrate"], env={"FATIGUE_DATABASE_URL": private_db})
+        deadline = time.monotonic() + 60
+        with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+            while True:
+                row = admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = "
+                                    "'Lock' AND pid <> %s", (name, holder.info.backend_pid)).fetchone()
+                if row:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+                    break
+                assert time.monotonic() < deadline, "the CLI's migration never blocked on the ledger lock"
+                time.sleep(0.05)
+        worker.join(timeout=60)
     finally:
-        stop.set()
-        thread.join(timeout=10)
-    assert result.exit_code == 1
-    assert "cannot connect to the database" not in result.output, result.output
-    assert "terminating connection" in result.output.lower(), "the server's own reason is shown: " + result.output
+        holder.rollback()
+        holder.close()
+    assert not worker.is_alive() and len(result) == 1
+    outcome = result[0]
+    output = str(getattr(outcome, "output", ""))
+    assert getattr(outcome, "exit_code", None) == 1, output
+    assert "cannot connect to the database" not in output, output
+    assert "terminating connection" in output.lower(), "the server's own reason is shown: " + output
 
 
 def test_preloaded_libraries_parsing() -> None:
