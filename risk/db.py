@@ -12,14 +12,11 @@ __all__ = ["read_report_flags", "record_report", "report_recipients"]
 
 Conn = psycopg.Connection[Any]
 
+# risk.manager_flags (migration 060) is the one definition of what a manager may see; the API reads it too.
 _FLAGS_SQL = """
-SELECT f.participant_id, f.programme_week, f.week_end, f.overall_level, f.criteria, f.revision,
-       p.consent_manager, CASE WHEN p.consent_manager THEN i.staff_ref END AS staff_ref
-FROM risk.weekly_flags f
-JOIN core.participants p ON p.participant_id = f.participant_id
-LEFT JOIN core.identities i ON i.participant_id = f.participant_id AND p.consent_manager
-WHERE f.force_id = %(force)s AND f.is_current AND p.withdrawn_at IS NULL
-  AND f.week_end BETWEEN %(first)s AND %(last)s
+SELECT participant_id, programme_week, week_end, overall_level, criteria, revision, named, staff_ref
+FROM risk.manager_flags
+WHERE force_id = %(force)s AND week_end BETWEEN %(first)s AND %(last)s
 """
 COLUMNS = ("participant_id", "programme_week", "week_end", "overall_level", "criteria", "revision",
            "consent_manager", "staff_ref")
@@ -28,8 +25,9 @@ COLUMNS = ("participant_id", "programme_week", "week_end", "overall_level", "cri
 def read_report_flags(conn: Conn, force_id: str, week_end: date, trend_weeks: int = 8) -> pd.DataFrame:
     """Current flags of one force whose week ended in the ``trend_weeks`` weeks up to ``week_end``.
 
-    The staff reference is fetched only for officers who consented to sharing with their manager; withdrawn
-    officers are left out. The read runs with ``fatigue.force_id`` set, so row-level security applies too.
+    Reads ``risk.manager_flags``: the staff reference only of officers who consented to be named (column
+    ``consent_manager`` here), withdrawn officers left out. The read runs with ``fatigue.force_id`` set, so
+    row-level security applies too.
     """
     first = week_end - timedelta(days=7 * trend_weeks - 1)
     with conn.transaction():
