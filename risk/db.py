@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-__all__ = ["read_report_flags", "record_report", "report_recipients"]
+__all__ = ["read_manager_flags", "read_report_flags", "record_report", "report_recipients"]
 
 Conn = psycopg.Connection[Any]
 
@@ -22,6 +22,18 @@ COLUMNS = ("participant_id", "programme_week", "week_end", "overall_level", "cri
            "consent_manager", "staff_ref")
 
 
+def read_manager_flags(conn: Conn, force_id: str, first: date, last: date) -> pd.DataFrame:
+    """Rows of ``risk.manager_flags`` of one force whose week ended between ``first`` and ``last``.
+
+    Used by the report job and by the managers' API (inside its scoped transaction); the caller sets the
+    scope. Columns as :data:`COLUMNS` (``consent_manager`` is the view's ``named``).
+    """
+    rows = conn.execute(_FLAGS_SQL, {"force": force_id, "first": first, "last": last}).fetchall()
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["consent_manager"] = frame["consent_manager"].astype(bool)
+    return frame
+
+
 def read_report_flags(conn: Conn, force_id: str, week_end: date, trend_weeks: int = 8) -> pd.DataFrame:
     """Current flags of one force whose week ended in the ``trend_weeks`` weeks up to ``week_end``.
 
@@ -32,10 +44,7 @@ def read_report_flags(conn: Conn, force_id: str, week_end: date, trend_weeks: in
     first = week_end - timedelta(days=7 * trend_weeks - 1)
     with conn.transaction():
         conn.execute("SELECT set_config('fatigue.force_id', %s, true)", (force_id,))
-        rows = conn.execute(_FLAGS_SQL, {"force": force_id, "first": first, "last": week_end}).fetchall()
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    frame["consent_manager"] = frame["consent_manager"].astype(bool)
-    return frame
+        return read_manager_flags(conn, force_id, first, week_end)
 
 
 def report_recipients(conn: Conn, force_id: str) -> list[str]:

@@ -31,8 +31,8 @@ from risk.charts import Series, line_chart
 from risk.disclosure import LEVELS, MIN_CELL, WeekTable, control_weeks
 from risk.programme import CRITERIA, Programme
 
-__all__ = ["MIN_CELL", "SUPPRESSED", "Officer", "Report", "build_report", "csv_files", "render_html",
-           "week_columns"]
+__all__ = ["MIN_CELL", "SUPPRESSED", "Officer", "Report", "WeekSummary", "build_report", "csv_files",
+           "render_html", "week_columns", "week_summary"]
 
 SUPPRESSED = "not shown"
 _COLOURS = {"red": "#c0392b", "amber": "#d68910", "green": "#1e8449", "insufficient_data": "#7f8c8d",
@@ -169,6 +169,41 @@ def build_report(report_id: str, force_id: str, iso_week: str, week_start: date,
                   str(int(t.total[k])), _officers(week, flags, prog),
                   _shown(t.unnamed_flagged[k], t.unnamed_flagged_shown[k]),
                   _shown(t.revised[k], t.revised_shown[k]), trends, svg)
+
+
+@dataclass(frozen=True)
+class WeekSummary:
+    """One ISO week's disclosure-controlled numbers as the managers' API returns them (None = not shown)."""
+
+    iso_week: str
+    officers: int
+    levels: dict[str, int | None]
+    flagged: int | None
+    flagged_not_named: int | None
+    revised: int | None
+    mean_sleep_h: float | None
+
+
+def _opt(n: Any, ok: Any) -> int | None:
+    return int(n) if ok else None
+
+
+def week_summary(flags: pd.DataFrame, iso_week: str) -> WeekSummary:
+    """The numbers of ``iso_week`` exactly as the report shows them (same grouping, same control step).
+
+    ``flags`` are rows of ``risk.manager_flags`` whose ``week_end`` lies in that ISO week (other rows are
+    ignored); the grouping by the ISO week of ``week_end`` is the report's, so the two cannot be differenced.
+    """
+    iso, level, sleep = week_columns(flags)
+    mine = (iso == iso_week).to_numpy()
+    t = control_weeks(np.zeros(int(mine.sum()), dtype=np.int64), level[mine],
+                      flags["consent_manager"].to_numpy(dtype=bool)[mine], flags["revision"].to_numpy()[mine] > 1,
+                      sleep[mine], 1)
+    mean = float(t.mean_sleep[0])
+    return WeekSummary(iso_week, int(t.total[0]),
+                       {lv: _opt(t.counts[0, j], t.shown[0, j]) for j, lv in enumerate(LEVELS)},
+                       _opt(t.flagged[0], t.flagged_shown[0]), _opt(t.unnamed_flagged[0], t.unnamed_flagged_shown[0]),
+                       _opt(t.revised[0], t.revised_shown[0]), mean if math.isfinite(mean) else None)
 
 
 def render_html(report: Report) -> str:
