@@ -40,10 +40,12 @@ def table_exists(conn: Conn, name: str) -> bool:
 
 
 def eligible_participants(conn: Conn) -> pd.DataFrame:
-    """Participants with research consent who have not withdrawn: id (str) and the raw quasi-identifiers."""
-    rows = conn.execute(f"""SELECT p.participant_id::text, p.force_id, p.role_group, p.age_band, p.sex
+    """Participants with research consent who have not withdrawn: id (str), the raw quasi-identifiers and the
+    whole programme weeks completed at the export (``weeks_done``, from the snapshot's date; never released)."""
+    rows = conn.execute(f"""SELECT p.participant_id::text, p.force_id, p.role_group, p.age_band, p.sex,
+                                   greatest(0, (current_date - p.programme_start) / 7) AS weeks_done
                             FROM core.participants p WHERE {ELIGIBLE} ORDER BY p.participant_id""").fetchall()
-    return pd.DataFrame(rows, columns=["participant_id", "force_id", "role_group", "age_band", "sex"])
+    return pd.DataFrame(rows, columns=["participant_id", "force_id", "role_group", "age_band", "sex", "weeks_done"])
 
 
 def forbidden_identifiers(conn: Conn) -> set[str]:
