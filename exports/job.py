@@ -130,18 +130,18 @@ def _report(req: ExportRequest, gen: Generalised, rows: dict[str, int], agg: pd.
             "weeks": {"from": req.from_week, "to": req.to_week}, "row_counts": rows, "notes": notes}
 
 
-def _build(conn: db.Conn, tmp: Path, req: ExportRequest) -> tuple[dict[str, Any], set[str], int]:
+def _build(conn: db.Conn, tmp: Path, req: ExportRequest) -> tuple[dict[str, Any], set[str], int, pd.DataFrame]:
     people = db.eligible_participants(conn)
     people["weeks_band"] = horizon_band(people.pop("weeks_done").to_numpy(), req.policy.horizon_weeks)
-    held = people["weeks_band"].to_numpy() == 0
-    people = people.loc[~held].reset_index(drop=True)
+    held = people["weeks_band"].to_numpy() == 0  # read (the daily reader needs every eligible id), never released
     notes: list[str] = []
     if held.any():
         notes.append(f"{int(held.sum())} participant(s) completed fewer than {req.policy.horizon_weeks[0]} "
                      "programme weeks and are held back until a later export")
     forbidden = db.forbidden_identifiers(conn)
     key = project_key(req.master_key, req.project, req.key_version)
-    gen = generalise(people, pseudonymise(key, people["participant_id"]), key, req.policy)
+    ready = people.loc[~held].reset_index(drop=True)
+    gen = generalise(ready, pseudonymise(key, ready["participant_id"]), key, req.policy)
     n_daily, daily_cells = _write_daily(conn, tmp, people, gen, req)
     raw_flags = db.read_flags(conn, req.from_week, req.to_week)
     if raw_flags is None:
@@ -157,7 +157,7 @@ def _build(conn: db.Conn, tmp: Path, req: ExportRequest) -> tuple[dict[str, Any]
             "daily_features": n_daily,
             "weekly_flags": write_frame(tmp, "weekly_flags", flags, req.fmt, req.policy),
             "aggregates": write_frame(tmp, "aggregates", agg, req.fmt, req.policy)}
-    return _report(req, gen, rows, agg, notes, int(held.sum())), forbidden, len(people)
+    return _report(req, gen, rows, agg, notes, int(held.sum())), forbidden, len(ready), gen.table
 
 
 def run_export(database_url: str, req: ExportRequest) -> ExportResult:
@@ -179,17 +179,18 @@ def run_export(database_url: str, req: ExportRequest) -> ExportResult:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             with conn.transaction():
-                report, forbidden, eligible = _build(conn, tmp, req)
+                report, forbidden, eligible, released = _build(conn, tmp, req)
+                previous = db.read_releases(conn, req.project)
         hashes = write_metadata(tmp, req.fmt, req.project, report, report["notes"], req.policy)
-        checked = require_releasable(tmp, req.policy, forbidden, eligible)
-        return _deliver(database_url, tmp, req, report, hashes, checked.k_min)
+        checked = require_releasable(tmp, req.policy, forbidden, eligible, previous, req.key_version)
+        return _deliver(database_url, tmp, req, report, hashes, checked.k_min, released)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _deliver(database_url: str, tmp: Path, req: ExportRequest, report: dict[str, Any], hashes: dict[str, str],
-             k_min: int) -> ExportResult:
+             k_min: int, released: pd.DataFrame) -> ExportResult:
     suppression = {"participants": int(report["participants_suppressed"]),
                    "aggregate_count_cells": int(report["aggregate_count_cells_suppressed"]),
                    "aggregate_statistics": int(report["aggregate_statistics_hidden"])}
@@ -197,6 +198,7 @@ def _deliver(database_url: str, tmp: Path, req: ExportRequest, report: dict[str,
                         req.key_version, dict(report["row_counts"]), k_min, suppression, hashes, "")
     with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
         final = db.append_ledger(conn, entry)
+        db.record_releases(conn, final.seq, req.project, req.key_version, released, req.policy.quasi_identifiers)
         if req.out.exists():
             req.out.rmdir()  # empty (checked): replace it atomically with the finished folder
         os.replace(tmp, req.out)
