@@ -85,7 +85,7 @@ def _flag_counts(tables: dict[str, pa.Table]) -> pd.DataFrame | None:
         return None
     f = flags.assign(role_group=flags["pid"].map(people.set_index("pid")["role_group"]))
     counts = pd.crosstab([f["programme_week"], f["role_group"]], f["overall_level"])
-    out = pd.DataFrame({f"n_{lv}": counts[lv] if lv in counts else 0 for lv in _LEVELS}, index=counts.index)
+    out = pd.DataFrame({f"n_{lv}": counts.get(lv, 0) for lv in _LEVELS}, index=counts.index)
     out["n_flagged"] = out.sum(axis=1)
     return out
 

@@ -15,8 +15,8 @@ import pandas as pd
 import psycopg
 from psycopg.types.json import Jsonb
 
-from exports.daily_read import DailyChunk, read_daily_chunks
 from exports.checker_package import Release
+from exports.daily_read import DailyChunk, read_daily_chunks
 from exports.ledger import GENESIS, LedgerEntry, entry_hash
 
 __all__ = [

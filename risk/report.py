@@ -44,7 +44,7 @@ def _shown(n: int | np.integer[Any], ok: bool | np.bool_) -> str:
 
 
 def _hours(v: float) -> str:
-    minutes = int(round(v * 60))
+    minutes = round(v * 60)
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 

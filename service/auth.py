@@ -51,7 +51,8 @@ class Principal:
     role: str
     force_id: str | None
     project: str | None
-    token_sha256: bytes = field(default=b"", repr=False)  # binds a request's database scope (access.open_scope); never logged
+    #: binds a request's database scope (``access.open_scope``); never logged
+    token_sha256: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
