@@ -18,11 +18,15 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
+from exports.job import ExportRequest, run_export
+from exports.policy import ExportRefusedError
 from risk.programme import load_programme
 from risk.publisher import make_weekly_report
 from service.api import create_app
 from service.auth import create_token
+from store.migrate import migrate
 from tests.access.access_support import as_role, bearer
+from tests.conftest import create_database, drop_database
 from tests.privacy.attacker import Outputs, attack, load
 from tests.privacy.cohort import Cohort, Officer, random_cohort, seed_cohort, seven
 
@@ -128,3 +132,19 @@ def test_legacy_fixture_is_the_seven_officer_cohort() -> None:
     flags = json.loads((LEGACY / "api_flags.json").read_text())
     assert len({f["participant_id"] for f in flags}) == 7
     assert sum(1 for f in flags if f["staff_ref"] is None and f["week_end"] == "2026-03-15") == 2
+
+
+def test_seven_officer_force_alone_gives_no_research_export(pg_admin_url: str, tmp_path: Path) -> None:
+    """The export side of the closing note: 7 officers are fewer than k = 10, so no export is released."""
+    url = create_database(pg_admin_url, "fatigue_test_seven")
+    try:
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            seed_cohort(conn, seven("SEV", START))
+        req = ExportRequest(project="seven", out=tmp_path / "e", master_key=bytes(32), key_version=1,
+                            requester="t")
+        with pytest.raises(ExportRefusedError) as info:
+            run_export(url, req)
+        assert info.value.rule == "k_anonymity" and not (tmp_path / "e").exists()
+    finally:
+        drop_database(pg_admin_url, url)
