@@ -17,14 +17,19 @@ R2 (small group)
 R3 (complementary)
     When exactly one cell of a week's level row is suppressed under R1, or every suppressed cell holds 1 (so
     their sum equals their number), the smallest other non-zero cell is suppressed too, so the row total
-    cannot give them back. Cells are suppressed per level for the whole row, so
-    the tiles, the trend table (every week, including the report week) and the chart use one pattern.
+    cannot give them back; and when a group sum that is not shown (red + amber, while a cell inside it is
+    hidden) would follow from the row total, the smallest non-zero cell outside the group is hidden too.
+    Cells are suppressed per level for the whole row, so the tiles, the trend table (every week, including
+    the report week) and the chart use one pattern.
 R4 (derived numbers)
     A number derived from cells (flagged = red + amber, flagged but not named) is shown only when all its
     cells are shown; the revised-flags count is a two-cell row (revised, not revised) under R1-R3.
 R5 (means)
     A mean over a group is shown only when the group minus the named officers still has at least 5 members
     with a value; it is rounded to whole minutes (the chart plots the same rounded value).
+R6 (no shared attribute)
+    When every unnamed officer of a week is in one level, or all are flagged (red or amber), no count of that
+    week is shown either: it would tell the reader the level of each of them.
 
 Zeros are shown (outside R2), so a reader knows a suppressed cell is not zero; with R3 at least two cells of a
 row are suppressed and their sum exceeds their number, so no suppressed cell can be solved for.
@@ -32,6 +37,7 @@ row are suppressed and their sum exceeds their number, so no suppressed cell can
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,13 +53,15 @@ BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float64]
 
 
-def protect_rows(unnamed: IntArray) -> BoolArray:
-    """Which cells of each row may be shown (rules R1-R3).
+def protect_rows(unnamed: IntArray, groups: Sequence[Sequence[int]] = ()) -> BoolArray:
+    """Which cells of each row may be shown (rules R1-R3 and R6).
 
     Parameters
     ----------
     unnamed : ndarray of int, shape (n_rows, n_cells)
         Counts of unnamed officers per row (a week) and cell (a level); a row's cells partition its officers.
+    groups : sequence of sequences of int
+        Sets of cells whose sum is published as well (e.g. red + amber = flagged), for rule R6.
 
     Returns
     -------
@@ -71,7 +79,19 @@ def protect_rows(unnamed: IntArray) -> BoolArray:
     partner = np.zeros_like(primary)
     rows = np.flatnonzero(solvable & (big.min(axis=1) < none))
     partner[rows, big[rows].argmin(axis=1)] = True
-    suppressed = primary | partner | small_group[:, None]
+    hidden = primary | partner
+    for cells in groups:  # a published group sum must not pin its hidden cells from the row total
+        inside = np.zeros(u.shape[1], dtype=np.bool_)
+        inside[list(cells)] = True
+        derivable = (hidden & inside).any(axis=1) & ~(hidden & ~inside).any(axis=1)
+        outside = np.where(~inside & (u > 0), u, none)
+        rows = np.flatnonzero(derivable & (outside.min(axis=1) < none))
+        hidden[rows, outside[rows].argmin(axis=1)] = True
+    one_place = u.max(axis=1, initial=0) == total
+    for cells in groups:
+        one_place |= u[:, list(cells)].sum(axis=1) == total
+    uniform = (total > 0) & one_place
+    suppressed = hidden | (small_group | uniform)[:, None]
     return np.asarray(~suppressed, dtype=np.bool_)
 
 
@@ -163,8 +183,8 @@ def control_weeks(week: IntArray, level: IntArray, named: BoolArray, revised: Bo
     named, revised = np.asarray(named, dtype=np.bool_), np.asarray(revised, dtype=np.bool_)
     everyone = np.ones(week.shape, dtype=np.bool_)
     counts = _per_week(week, level, everyone, n_weeks, len(LEVELS))
-    shown = protect_rows(_per_week(week, level, ~named, n_weeks, len(LEVELS)))
     unnamed = _per_week(week, level, ~named, n_weeks, len(LEVELS))
+    shown = protect_rows(unnamed, groups=((0, 1),))
     rev_rows = _per_week(week, revised.astype(np.int64), ~named, n_weeks, 2)
     flagged_shown = shown[:, 0] & shown[:, 1]
     return WeekTable(

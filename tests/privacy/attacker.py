@@ -9,6 +9,7 @@ not named over the four levels that agrees with every published number, and repo
 
 - a suppressed number that only one split allows (pinned);
 - a number about officers who are not named that is pinned to 1-4, or pinned at all when 1-4 of them exist;
+- that every officer not named is in one level, or flagged (which gives each of them their level);
 - a mean shown over a group that contains 1-4 officers who are not named (their mean follows from the named
   officers' own values);
 - an API row of an officer who is not named; a chart point the table hides; outputs no split agrees with.
@@ -218,6 +219,8 @@ def _solve(week: str, wk: _Week, unnamed: int) -> list[Finding]:
         v, name = int(values[0]), "+".join(LEVELS[j] for j in cells)
         if cells in wk.suppressed:
             out.append(Finding(week, f"suppressed {name} pinned: {v} officer(s) not named"))
+        elif v == unnamed > 0:
+            out.append(Finding(week, f"every one of the {unnamed} officers not named is {name}"))
         elif 0 < v < 5:
             out.append(Finding(week, f"{name}: exactly {v} officer(s) not named"))
         elif 0 < unnamed < 5:

@@ -174,7 +174,8 @@ def _report(flags: pd.DataFrame) -> Any:
 def test_small_counts_and_complementary_suppression() -> None:
     r = _report(_frame(["red"] * 3 + ["amber"] * 10 + ["green"] * 20))
     shown = dict(r.counts)
-    assert shown == {"red": "not shown", "amber": "not shown", "green": "20", "insufficient_data": "0"}
+    # red 3 (R1), amber 10 (R3), green 20 (else red + amber = 33 - 20 would be known)
+    assert shown == {"red": "not shown", "amber": "not shown", "green": "not shown", "insufficient_data": "0"}
     assert r.total == "33" and r.unnamed_flagged == "not shown" and r.flagged == ()
     assert r.trends[-1][1:4] == ("33", "not shown", "not shown")  # the report week in the trends: same pattern
     ones = dict(_report(_frame(["red", "amber"] + ["green"] * 10)).counts)  # 1 + 1 = 2 would pin both
