@@ -53,7 +53,13 @@ def outputs_of(env: tuple[str, Path, TestClient], cohort: Cohort, iso_week: str 
         token = create_token(conn, "manager", timedelta(hours=1), force_id=cohort.force)[1]
         result = make_weekly_report(conn, cohort.force, iso_week, outbox, load_programme(),
                                     now=datetime(2026, 3, 16, tzinfo=UTC))
-    base = f"/v1/forces/{cohort.force}"
+    return collect(client, token, cohort.force, result.html_path, list(result.csv_paths), week_end)
+
+
+def collect(client: TestClient, token: str, force: str, html: Path, csvs: list[Path], week_end: date) -> Outputs:
+    """A report's files and the API's answers (``/flags`` for every day and ``/flags/summary`` for every ISO
+    week of the report's 8-week window), as the force's manager would get them."""
+    base = f"/v1/forces/{force}"
     flags: list[dict[str, Any]] = []
     for k in range(7 * 8):
         resp = client.get(f"{base}/flags", params={"week": (week_end - timedelta(days=k)).isoformat()},
@@ -64,8 +70,7 @@ def outputs_of(env: tuple[str, Path, TestClient], cohort: Cohort, iso_week: str 
              for d in (week_end - timedelta(days=7 * k) for k in range(8))}
     summaries = [client.get(f"{base}/flags/summary", params={"iso_week": w}, headers=bearer(token)).json()
                  for w in sorted(weeks)]
-    return Outputs(result.html_path.read_text(), {p.name: p.read_text() for p in result.csv_paths}, flags,
-                   summaries)
+    return Outputs(html.read_text(), {p.name: p.read_text() for p in csvs}, flags, summaries)
 
 
 def test_checker_finds_the_leaks_of_the_old_outputs() -> None:
