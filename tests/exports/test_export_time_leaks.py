@@ -87,6 +87,9 @@ def test_no_column_gives_the_enrolment_date(staggered: tuple[str, date, dict[str
         [*POLICY_V1.quasi_identifiers, "programme_day"]).size().min()
     assert k_with_time >= POLICY_V1.k and k_last_day >= POLICY_V1.k
     assert run.result.k_achieved == k_with_time
+    print(f"\nfigures: held back {held}, released {len(people)}, bands {sorted(set(people['weeks_band']))}, "
+          f"k (QIs + weeks_band) {k_with_time}, k (QIs + last programme day) {k_last_day}, "
+          f"distinct last days {distinct_last}; before: {len(set(days_since_start))} distinct enrolment lengths")
 
 
 def test_second_export_cannot_single_out_new_participants(staggered: tuple[str, date, dict[str, int]],
