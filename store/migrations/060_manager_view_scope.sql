@@ -1,9 +1,11 @@
 -- 060: what a manager may see (one view), and an API whose login role cannot widen its own scope.
 --
 -- 1. risk.manager_flags: the ONE definition of "what a manager may see", read by the HTTP API and by the weekly
---    report alike: current flags of officers who have not withdrawn, with the staff reference only for those who
---    consented to be named (named = consent_manager). Per-officer rows leave the database only WHERE named; the
---    rest feed aggregates that go through risk.disclosure (docs/security.md, "Disclosure control").
+--    report alike: current flags, with the staff reference only for officers who consented to be named and have
+--    not withdrawn (named). Per-officer rows leave the database only WHERE named; the rest feed aggregates that
+--    go through risk.disclosure (docs/security.md, "Disclosure control"). A withdrawn officer is never named
+--    again and has no flag from the withdrawal on; flags of weeks that ended before it stay in those weeks'
+--    counts, so a later report cannot be differenced with an earlier one to recover the officer's levels.
 --
 -- 2. Request scope bound to the token (docs/security.md, "Least privilege"). The API logs in as fatigue_web
 --    (NOINHERIT; managers and researchers) or fatigue_web_admin (administrators only). fatigue_web may switch
@@ -16,12 +18,12 @@
 
 CREATE VIEW risk.manager_flags WITH (security_invoker = true) AS
 SELECT f.flag_id, f.participant_id, f.force_id, f.programme_week, f.week_start, f.week_end, f.overall_level,
-       f.criteria, f.revision, f.issued_at, p.consent_manager AS named,
-       CASE WHEN p.consent_manager THEN i.staff_ref END AS staff_ref
+       f.criteria, f.revision, f.issued_at, w.named, CASE WHEN w.named THEN i.staff_ref END AS staff_ref
 FROM risk.weekly_flags f
 JOIN core.participants p ON p.participant_id = f.participant_id
-LEFT JOIN core.identities i ON i.participant_id = f.participant_id AND p.consent_manager
-WHERE f.is_current AND (p.withdrawn_at IS NULL OR p.withdrawn_at > now());
+CROSS JOIN LATERAL (SELECT p.consent_manager AND (p.withdrawn_at IS NULL OR p.withdrawn_at > now())) w(named)
+LEFT JOIN core.identities i ON i.participant_id = f.participant_id AND w.named
+WHERE f.is_current AND (p.withdrawn_at IS NULL OR f.week_end < p.withdrawn_at::date);
 
 -- The scope of the current request: one row per backend, valid only inside the transaction that wrote it.
 CREATE TABLE access.request_scope (

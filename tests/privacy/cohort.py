@@ -30,6 +30,7 @@ class Officer:
     named: bool
     levels: tuple[str, ...]
     withdrawn: bool = False
+    withdrawn_on: date | None = None  # withdrawal date (``withdrawn`` alone: long before the programme)
     revised_weeks: frozenset[int] = frozenset()
     jitter_h: float = 0.0
 
@@ -73,7 +74,8 @@ def seed_cohort(conn: Conn, cohort: Cohort) -> Cohort:
                      "programme_start, consent_manager, consent_research, withdrawn_at) VALUES "
                      "(%s, %s, 'response', '30-34', 'not_stated', %s, %s, true, %s)",
                      (pid, cohort.force, o.start, o.named,
-                      datetime(2020, 1, 1, tzinfo=UTC) if o.withdrawn else None))
+                      datetime(o.withdrawn_on.year, o.withdrawn_on.month, o.withdrawn_on.day, 12, tzinfo=UTC)
+                      if o.withdrawn_on else datetime(2020, 1, 1, tzinfo=UTC) if o.withdrawn else None))
         conn.execute("INSERT INTO core.identities VALUES (%s, %s, %s)", (pid, cohort.force, o.staff_ref))
         for k, level in enumerate(o.levels):
             base = _SLEEP[level]

@@ -153,3 +153,17 @@ def test_seven_officer_force_alone_gives_no_research_export(pg_admin_url: str, t
         assert info.value.rule == "k_anonymity" and not (tmp_path / "e").exists()
     finally:
         drop_database(pg_admin_url, url)
+
+
+def test_withdrawal_mid_programme(env: tuple[str, Path, TestClient]) -> None:
+    """A named officer withdraws during week 3: never named again, no flag from then on, and the weeks before
+    keep their counts (an earlier report and a later one cannot be differenced)."""
+    cohort = seven("WDR", START)
+    quitter = Officer("WDR-Q1", START, True, ("red", "red", "red", "red"), withdrawn_on=START + timedelta(days=16))
+    cohort.officers.append(quitter)
+    out = outputs_of(env, cohort)
+    assert attack(out) == [], [str(f) for f in attack(out)]
+    assert "WDR-Q1" not in out.html and "WDR-Q1" not in "".join(out.csv.values())
+    assert not any(f["staff_ref"] == "WDR-Q1" for f in out.api_flags)
+    officers = {s["iso_week"]: s["officers"] for s in out.api_summaries if s and s["officers"]}
+    assert officers == {"2026-W08": 8, "2026-W09": 8, "2026-W10": 7, "2026-W11": 7}
