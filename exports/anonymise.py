@@ -17,6 +17,10 @@ level  force_group                      role_group       age_band              s
 5      all                              all              all                   F/M/not
 =====  ===============================  ===============  ====================  ===========
 
+Every level also carries ``weeks_band`` (the participant's horizon band, see :func:`horizon_band`); levels 6-9
+repeat levels 2-5 with everyone's band set to the smallest band present (one common horizon), so the band
+never blocks an export that the other quasi-identifiers allow.
+
 Role groups: ``response``; ``investigation``; ``specialist_other`` (firearms, contact management, other).
 Force size groups count the force's eligible participants: small < 25, medium 25-74, large >= 75.
 Sex values other than female/male are merged into ``not_stated``.
@@ -37,7 +41,7 @@ from exports.daily_read import SOURCE_CODES, DailyChunk
 from exports.policy import DAILY_RELEASED, ExportPolicy, ExportRefusedError
 from exports.pseudonym import force_code
 
-__all__ = ["Generalised", "daily_batch", "flags_table", "generalise"]
+__all__ = ["Generalised", "daily_batch", "flags_table", "generalise", "horizon_band"]
 
 _SMALL_FORCE, _LARGE_FORCE = 25, 75
 _ROLE3 = {"response": "response", "investigation": "investigation", "firearms": "specialist_other",
@@ -96,8 +100,23 @@ def _force_size(force: pd.Series) -> pd.Series:
                      index=force.index)
 
 
+def horizon_band(weeks_done: np.ndarray[Any, Any], bands: Sequence[int]) -> np.ndarray[Any, Any]:
+    """The largest band (programme weeks) not above each participant's completed weeks; 0 below the smallest.
+
+    Parameters
+    ----------
+    weeks_done : numpy.ndarray of int
+        Whole programme weeks completed at the export date.
+    bands : sequence of int
+        Increasing horizon bands (:attr:`exports.policy.ExportPolicy.horizon_weeks`).
+    """
+    b = np.asarray(bands, dtype=np.int64)
+    idx = np.searchsorted(b, np.asarray(weeks_done, dtype=np.int64), side="right") - 1
+    return np.where(idx >= 0, b[np.clip(idx, 0, None)], 0)
+
+
 def _ladder(people: pd.DataFrame, key: bytes, k: int) -> list[dict[str, pd.Series]]:
-    """Candidate QI columns per level, least generalised first."""
+    """Candidate QI columns per level, least generalised first (``people`` has ``weeks_band``)."""
     role3 = people["role_group"].map(_ROLE3)
     age10, age2 = _age10(people["age_band"]), _age2(people["age_band"])
     sex = people["sex"].where(people["sex"].isin(["female", "male"]), "not_stated")
@@ -112,7 +131,9 @@ def _ladder(people: pd.DataFrame, key: bytes, k: int) -> list[dict[str, pd.Serie
     levels.append({"force_group": every, "role_group": role3, "age_band": age2, "sex": sex})
     levels.append({"force_group": every, "role_group": every, "age_band": age2, "sex": sex})
     levels.append({"force_group": every, "role_group": every, "age_band": every, "sex": sex})
-    return levels
+    band = people["weeks_band"].astype("int64")
+    common = pd.Series(int(band.min()) if len(band) else 0, index=people.index)
+    return [*({**lv, "weeks_band": band} for lv in levels), *({**lv, "weeks_band": common} for lv in levels[2:])]
 
 
 def generalise(people: pd.DataFrame, pids: np.ndarray[Any, Any], key: bytes,
@@ -122,7 +143,8 @@ def generalise(people: pd.DataFrame, pids: np.ndarray[Any, Any], key: bytes,
     Parameters
     ----------
     people : pandas.DataFrame
-        One row per eligible participant: ``participant_id, force_id, role_group, age_band, sex``.
+        One row per eligible participant: ``participant_id, force_id, role_group, age_band, sex, weeks_band``
+        (participants below the smallest band are held back by the caller before this).
     pids : numpy.ndarray
         Pseudonyms in the same order.
     key : bytes
@@ -172,11 +194,13 @@ def _decode(codes: np.ndarray[Any, Any], values: Sequence[str]) -> pa.Array:
 
 
 def daily_batch(chunk: DailyChunk, released: pa.Array, is_released: np.ndarray[Any, Any],
-                policy: ExportPolicy) -> tuple[pa.Table, dict[str, np.ndarray[Any, Any]]]:
+                policy: ExportPolicy, horizon_days: np.ndarray[Any, Any] | None = None
+                ) -> tuple[pa.Table, dict[str, np.ndarray[Any, Any]]]:
     """Anonymise one chunk of ``derived.daily_features`` rows (see :mod:`exports.daily_read`).
 
     ``chunk.columns["pidx"]`` indexes ``released`` (each eligible participant's pseudonym, null when
     suppressed) and ``is_released``; suppressed participants' rows are dropped and ``pidx`` becomes ``pid``.
+    Rows after a participant's horizon (``horizon_days[pidx]``, programme days) are dropped too.
     ``sleep_date`` becomes ``programme_week`` and the local ``weekday`` (0 = Monday); clock times are rounded to
     ``policy.clock_round_h``; durations, HR and HRV are rounded (:data:`DAILY_DECIMALS`, half to even);
     ``ln_rmssd`` is recomputed from the rounded RMSSD.
@@ -191,6 +215,8 @@ def daily_batch(chunk: DailyChunk, released: pa.Array, is_released: np.ndarray[A
     """
     src = chunk.columns
     keep = is_released[src["pidx"]]
+    if horizon_days is not None:
+        keep = keep & (src["programme_day"].astype(np.int64) <= horizon_days[src["pidx"]])
     col = {name: values[keep] for name, values in src.items()}
     day = col["programme_day"].astype(np.int64)
     num: dict[str, np.ndarray[Any, Any]] = {"pidx": col["pidx"], "programme_week": (day - 1) // 7 + 1,

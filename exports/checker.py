@@ -27,6 +27,9 @@ Rules (the name is what a refusal reports):
 ``granularity``          heart rate and RMSSD/SDNN are whole numbers
 ``privacy_report``       the report's policy version, k and row counts agree with the files
 =======================  =============================================================================
+
+and the package-wide and cross-export rules ``time_horizon``, ``package_consistency`` and ``cross_export`` of
+:mod:`exports.checker_package` (issue 15).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from exports.checker_package import Release, check_consistency, check_cross_export, check_time_horizon
 from exports.policy import ExportPolicy, ExportRefusedError
 
 __all__ = ["CheckResult", "check_package", "require_releasable"]
@@ -119,7 +123,7 @@ def _check_manifest(folder: Path, res: CheckResult) -> None:
 
 _KINDS = {"integer": pa.int64(), "number": pa.float64(), "string": pa.string(), "boolean": pa.bool_()}
 #: daily_features columns the rules read; string columns are always read too (for the identifier scan).
-_DAILY_RULE_COLUMNS = {"pid", "programme_day", "weekday", "programme_week", "midpoint_local_h"}
+_DAILY_RULE_COLUMNS = {"pid", "programme_day", "weekday", "programme_week", "midpoint_local_h", "valid_sleep_day"}
 
 
 def _read_table(path: Path, schema: dict[str, Any], needed: set[str] | None = None) -> tuple[pa.Table, list[str]]:
@@ -203,7 +207,8 @@ def _check_pids(tables: dict[str, pa.Table], res: CheckResult) -> None:
 
 
 def _check_qis(people: pa.Table, policy: ExportPolicy, res: CheckResult) -> None:
-    allowed = {"age_band": policy.age_bands, "role_group": policy.role_groups, "sex": policy.sexes}
+    allowed: dict[str, Collection[Any]] = {"age_band": policy.age_bands, "role_group": policy.role_groups,
+                                           "sex": policy.sexes, "weeks_band": policy.horizon_weeks}
     present = [q for q in policy.quasi_identifiers if q in people.column_names]
     for qi in present:
         for value in pc.unique(people[qi]).to_pylist():
@@ -364,7 +369,8 @@ def _check_report(report: dict[str, Any], res: CheckResult, policy: ExportPolicy
 
 
 def check_package(folder: Path, policy: ExportPolicy, forbidden: Collection[str] = (),
-                  eligible: int | None = None) -> CheckResult:
+                  eligible: int | None = None, previous: Collection[Release] = (),
+                  key_version: int | None = None) -> CheckResult:
     """Check every rule on an export folder.
 
     Parameters
@@ -378,6 +384,10 @@ def check_package(folder: Path, policy: ExportPolicy, forbidden: Collection[str]
     eligible : int, optional
         Participants eligible for the export according to the database (for ``suppression_limit``); without it
         the privacy report's figure is used.
+    previous : collection of Release, optional
+        What earlier exports of the same project released (from the ledger), for ``cross_export``.
+    key_version : int, optional
+        Key version of this export's pids (earlier releases of the same version are linked by pid).
 
     Returns
     -------
@@ -396,6 +406,9 @@ def check_package(folder: Path, policy: ExportPolicy, forbidden: Collection[str]
         _check_aggregates(tables["aggregates"], schemas["aggregates"], policy, res)
     if "daily_features" in tables:
         _check_days(tables["daily_features"], policy, res)
+    check_time_horizon(tables, policy, res.fail)
+    check_consistency(tables, policy, res.fail)
+    check_cross_export(tables.get("participants"), key_version, list(previous), policy, res.fail)
     _check_categoricals(tables, policy, res)
     json_strings = (s for p in sorted(folder.glob("*.json")) for s in _strings_of(_load_json(p, res, "manifest")))
     _scan_identifiers(iter([*_table_strings(tables), *json_strings]), forbidden, res)
@@ -404,9 +417,10 @@ def check_package(folder: Path, policy: ExportPolicy, forbidden: Collection[str]
 
 
 def require_releasable(folder: Path, policy: ExportPolicy, forbidden: Collection[str] = (),
-                       eligible: int | None = None) -> CheckResult:
+                       eligible: int | None = None, previous: Collection[Release] = (),
+                       key_version: int | None = None) -> CheckResult:
     """:func:`check_package`, raising :class:`ExportRefusedError` naming the first failed rule (all are listed)."""
-    res = check_package(folder, policy, forbidden, eligible)
+    res = check_package(folder, policy, forbidden, eligible, previous, key_version)
     if not res.ok:
         rule = next(iter(res.failures))
         detail = "; ".join(f"{r}: {' / '.join(m)}" for r, m in res.failures.items())

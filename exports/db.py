@@ -15,6 +15,7 @@ import pandas as pd
 import psycopg
 from psycopg.types.json import Jsonb
 
+from exports.checker_package import Release
 from exports.daily_read import DailyChunk, read_daily_chunks
 from exports.ledger import GENESIS, LedgerEntry, entry_hash
 
@@ -25,6 +26,8 @@ __all__ = [
     "read_daily",
     "read_flags",
     "read_ledger",
+    "read_releases",
+    "record_releases",
     "table_exists",
 ]
 
@@ -40,10 +43,12 @@ def table_exists(conn: Conn, name: str) -> bool:
 
 
 def eligible_participants(conn: Conn) -> pd.DataFrame:
-    """Participants with research consent who have not withdrawn: id (str) and the raw quasi-identifiers."""
-    rows = conn.execute(f"""SELECT p.participant_id::text, p.force_id, p.role_group, p.age_band, p.sex
+    """Participants with research consent who have not withdrawn: id (str), the raw quasi-identifiers and the
+    whole programme weeks completed at the export (``weeks_done``, from the snapshot's date; never released)."""
+    rows = conn.execute(f"""SELECT p.participant_id::text, p.force_id, p.role_group, p.age_band, p.sex,
+                                   greatest(0, (current_date - p.programme_start) / 7) AS weeks_done
                             FROM core.participants p WHERE {ELIGIBLE} ORDER BY p.participant_id""").fetchall()
-    return pd.DataFrame(rows, columns=["participant_id", "force_id", "role_group", "age_band", "sex"])
+    return pd.DataFrame(rows, columns=["participant_id", "force_id", "role_group", "age_band", "sex", "weeks_done"])
 
 
 def forbidden_identifiers(conn: Conn) -> set[str]:
@@ -112,3 +117,31 @@ def read_ledger(conn: Conn) -> list[LedgerEntry]:
         out.append(LedgerEntry(int(data[0]), data[1], data[2], data[3], data[4], data[5], int(data[6]),
                                data[7], int(data[8]), data[9], data[10], data[11], data[12]))
     return out
+
+
+def read_releases(conn: Conn, project: str) -> list[Release]:
+    """What earlier exports of ``project`` released (``exports.released_participants``, migration 061)."""
+    if not table_exists(conn, "exports.released_participants"):
+        return []
+    rows = conn.execute("SELECT seq, key_version, pid, qis FROM exports.released_participants WHERE project = %s "
+                        "ORDER BY seq", (project,)).fetchall()
+    out: dict[int, Release] = {}
+    for seq, version, pid, qis in rows:
+        values = json.loads(qis) if isinstance(qis, str) else qis
+        out.setdefault(int(seq), Release(int(seq), int(version))).qis[str(pid)] = tuple(values)
+    return list(out.values())
+
+
+def record_releases(conn: Conn, seq: int, project: str, key_version: int, people: pd.DataFrame,
+                    qis: Iterable[str]) -> None:
+    """Record the released participants of ledger entry ``seq`` (pid and quasi-identifier values)."""
+    cols = list(qis)
+    values = people[cols].astype(object).to_numpy().tolist()
+    with conn.cursor().copy("COPY exports.released_participants (seq, project, key_version, pid, qis) "
+                            "FROM STDIN") as copy:
+        for pid, row in zip(people["pid"], values, strict=True):
+            copy.write_row((seq, project, key_version, pid, json.dumps([_plain(v) for v in row])))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value

@@ -20,7 +20,8 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "role_group": (_S, "", "Role group: response, investigation, specialist_other, or 'all' when generalised."),
     "age_band": (_S, "", "Age band: 10-year (18-29 .. 50+, top-coded), or 18-39/40+/all when generalised."),
     "sex": (_S, "", "female, male or not_stated (other values merged into not_stated)."),
-    "n_days": (_N, "d", "Released daily-feature rows of the participant."),
+    "weeks_band": (_N, "week", "Horizon band: the participant's rows stop after this programme week (4, 8, 12 "
+                              "or 17; the largest band not above the weeks completed at the export)."),
     "programme_day": (_N, "d", "Study day since enrolment, 1 = first programme day (no calendar date)."),
     "programme_week": (_N, "week", "Programme week, 1 = days 1-7."),
     "weekday": (_N, "", "Local (Europe/London) weekday of the sleep day, 0 = Monday .. 6 = Sunday."),

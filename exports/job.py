@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from exports import db
 from exports.aggregate import DailyTotals, aggregate_table
-from exports.anonymise import Generalised, daily_batch, flags_table, generalise
+from exports.anonymise import Generalised, daily_batch, flags_table, generalise, horizon_band
 from exports.checker import require_releasable
 from exports.ledger import LedgerEntry, chain_errors
 from exports.policy import AGGREGATE_COUNTS, AGGREGATE_STATISTICS, POLICY_V1, ExportPolicy, ExportRefusedError
@@ -91,35 +91,37 @@ def _released(people: pd.DataFrame, gen: Generalised) -> tuple[pa.Array, np.ndar
 
 
 def _write_daily(conn: db.Conn, tmp: Path, people: pd.DataFrame, gen: Generalised,
-                 req: ExportRequest) -> tuple[int, pd.DataFrame, np.ndarray[Any, Any]]:
-    """Stream, anonymise and write ``daily_features``; returns rows, the daily aggregate cells and the days of
-    every released participant (in ``gen.table`` order)."""
+                 req: ExportRequest) -> tuple[int, pd.DataFrame]:
+    """Stream, anonymise and write ``daily_features`` up to each participant's horizon band; returns rows and
+    the daily aggregate cells."""
     released, is_released, pos = _released(people, gen)
     roles = sorted(gen.table["role_group"].unique())
     role_of = np.full(len(people), -1, np.int64)
     role_of[pos] = pd.Index(roles).get_indexer(gen.table["role_group"])
     totals = DailyTotals(role_of, roles, req.to_week)
+    horizon = np.zeros(len(people), np.int64)
+    horizon[pos] = gen.table["weeks_band"].to_numpy(dtype=np.int64) * 7
     writer = TableWriter(tmp, "daily_features", req.fmt, req.policy, background=True)
-    days = np.zeros(len(people), np.int64)
     try:
         for chunk in db.read_daily(conn, people["participant_id"], (req.from_week - 1) * 7 + 1, req.to_week * 7):
-            table, numeric = daily_batch(chunk, released, is_released, req.policy)
+            table, numeric = daily_batch(chunk, released, is_released, req.policy, horizon)
             writer.write(table)
             totals.add(numeric)
-            days += np.bincount(numeric["pidx"], minlength=len(people))
     finally:
         writer.close()
-    return writer.rows, totals.cells(), days[pos]
+    return writer.rows, totals.cells()
 
 
 def _report(req: ExportRequest, gen: Generalised, rows: dict[str, int], agg: pd.DataFrame,
-            notes: list[str]) -> dict[str, Any]:
+            notes: list[str], held_back: int) -> dict[str, Any]:
     hidden_counts = int(agg[list(AGGREGATE_COUNTS)].isna().to_numpy().sum())
     hidden_stats = int(agg[list(AGGREGATE_STATISTICS)].isna().to_numpy().sum())
     return {"policy_version": req.policy.version, "key_version": req.key_version, "project": req.project,
             "k_required": req.policy.k, "k_achieved": gen.k_achieved,
             "quasi_identifiers": list(req.policy.quasi_identifiers), "generalisation_level": gen.level,
             "participants_eligible": gen.eligible, "participants_suppressed": gen.suppressed,
+            "participants_held_back": held_back, "horizon_weeks": list(req.policy.horizon_weeks),
+            "time_derived": list(req.policy.time_derived),
             "suppressed_fraction": round(gen.suppressed / gen.eligible, 4) if gen.eligible else 0.0,
             "max_suppressed_fraction": req.policy.max_suppressed_fraction,
             "aggregate_count_cells_suppressed": hidden_counts, "aggregate_statistics_hidden": hidden_stats,
@@ -128,26 +130,34 @@ def _report(req: ExportRequest, gen: Generalised, rows: dict[str, int], agg: pd.
             "weeks": {"from": req.from_week, "to": req.to_week}, "row_counts": rows, "notes": notes}
 
 
-def _build(conn: db.Conn, tmp: Path, req: ExportRequest) -> tuple[dict[str, Any], set[str], int]:
+def _build(conn: db.Conn, tmp: Path, req: ExportRequest) -> tuple[dict[str, Any], set[str], int, pd.DataFrame]:
     people = db.eligible_participants(conn)
+    people["weeks_band"] = horizon_band(people.pop("weeks_done").to_numpy(), req.policy.horizon_weeks)
+    held = people["weeks_band"].to_numpy() == 0  # read (the daily reader needs every eligible id), never released
+    notes: list[str] = []
+    if held.any():
+        notes.append(f"{int(held.sum())} participant(s) completed fewer than {req.policy.horizon_weeks[0]} "
+                     "programme weeks and are held back until a later export")
     forbidden = db.forbidden_identifiers(conn)
     key = project_key(req.master_key, req.project, req.key_version)
-    gen = generalise(people, pseudonymise(key, people["participant_id"]), key, req.policy)
-    n_daily, daily_cells, days = _write_daily(conn, tmp, people, gen, req)
-    notes: list[str] = []
+    ready = people.loc[~held].reset_index(drop=True)
+    gen = generalise(ready, pseudonymise(key, ready["participant_id"]), key, req.policy)
+    n_daily, daily_cells = _write_daily(conn, tmp, people, gen, req)
     raw_flags = db.read_flags(conn, req.from_week, req.to_week)
     if raw_flags is None:
         notes.append("risk.weekly_flags does not exist in this database: weekly_flags is empty")
         raw_flags = pd.DataFrame(columns=["participant_id", "programme_week", "overall_level", "criteria"])
     to_pid = dict(zip(gen.table["participant_id"].astype(str), gen.table["pid"], strict=True))
-    flags = flags_table(raw_flags, lambda s: s.map(to_pid))
-    participants = gen.table.assign(n_days=days)
+    band = dict(zip(gen.table["participant_id"].astype(str), gen.table["weeks_band"], strict=True))
+    limit = raw_flags["participant_id"].astype(str).map(band).fillna(0).to_numpy()
+    flags = flags_table(raw_flags[raw_flags["programme_week"].to_numpy() <= limit], lambda s: s.map(to_pid))
+    participants = gen.table
     agg = aggregate_table(daily_cells, flags, participants, req.policy)
     rows = {"participants": write_frame(tmp, "participants", participants, req.fmt, req.policy),
             "daily_features": n_daily,
             "weekly_flags": write_frame(tmp, "weekly_flags", flags, req.fmt, req.policy),
             "aggregates": write_frame(tmp, "aggregates", agg, req.fmt, req.policy)}
-    return _report(req, gen, rows, agg, notes), forbidden, len(people)
+    return _report(req, gen, rows, agg, notes, int(held.sum())), forbidden, len(ready), gen.table
 
 
 def run_export(database_url: str, req: ExportRequest) -> ExportResult:
@@ -169,17 +179,18 @@ def run_export(database_url: str, req: ExportRequest) -> ExportResult:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
             with conn.transaction():
-                report, forbidden, eligible = _build(conn, tmp, req)
+                report, forbidden, eligible, released = _build(conn, tmp, req)
+                previous = db.read_releases(conn, req.project)
         hashes = write_metadata(tmp, req.fmt, req.project, report, report["notes"], req.policy)
-        checked = require_releasable(tmp, req.policy, forbidden, eligible)
-        return _deliver(database_url, tmp, req, report, hashes, checked.k_min)
+        checked = require_releasable(tmp, req.policy, forbidden, eligible, previous, req.key_version)
+        return _deliver(database_url, tmp, req, report, hashes, checked.k_min, released)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _deliver(database_url: str, tmp: Path, req: ExportRequest, report: dict[str, Any], hashes: dict[str, str],
-             k_min: int) -> ExportResult:
+             k_min: int, released: pd.DataFrame) -> ExportResult:
     suppression = {"participants": int(report["participants_suppressed"]),
                    "aggregate_count_cells": int(report["aggregate_count_cells_suppressed"]),
                    "aggregate_statistics": int(report["aggregate_statistics_hidden"])}
@@ -187,6 +198,7 @@ def _deliver(database_url: str, tmp: Path, req: ExportRequest, report: dict[str,
                         req.key_version, dict(report["row_counts"]), k_min, suppression, hashes, "")
     with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
         final = db.append_ledger(conn, entry)
+        db.record_releases(conn, final.seq, req.project, req.key_version, released, req.policy.quasi_identifiers)
         if req.out.exists():
             req.out.rmdir()  # empty (checked): replace it atomically with the finished folder
         os.replace(tmp, req.out)

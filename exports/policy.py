@@ -17,6 +17,18 @@ Summary of v1
   sex; k >= 10 on their combination; at most 5 % of eligible participants suppressed.
 - Aggregates: counts 1-9 suppressed, other counts rounded to the nearest 5, one-cell secondary suppression
   against the row total, means and SDs only when n >= 10.
+- Time (issue 15): no column or combination gives how long ago an officer enrolled. ``n_days`` is not
+  released. Each participant's rows stop at a *horizon band* (``weeks_band``: 4, 8, 12 or 17 programme weeks,
+  the largest band not above the weeks completed at the export date), so the last programme day no longer
+  equals the export date minus the start. Participants with fewer than 4 completed weeks are held back until
+  the next export. ``weeks_band`` is a quasi-identifier (counted in k-anonymity); the last generalisation
+  levels give everyone the common (smallest) band. Every time-derived column is listed in
+  :attr:`ExportPolicy.time_derived` and the checker counts it.
+- Package (issue 15): record-level tables and the aggregate table may share a package because the aggregates
+  are computed over the released participants only and the checker recomputes every flag count from
+  ``weekly_flags`` and ``participants`` (rule ``package_consistency``): the aggregates add nothing the records do
+  not. Their small-cell rules protect an aggregate table released on its own. Across exports of one project
+  the checker compares with what the ledger says was released before (rule ``cross_export``).
 """
 
 from __future__ import annotations
@@ -36,7 +48,7 @@ DAILY_RELEASED: tuple[str, ...] = (
     "hrv_baseline_sd", "rhr_baseline_mean", "recovery_score", "algorithm_version",
 )
 
-PARTICIPANTS_RELEASED: tuple[str, ...] = ("pid", "force_group", "role_group", "age_band", "sex", "n_days")
+PARTICIPANTS_RELEASED: tuple[str, ...] = ("pid", "force_group", "role_group", "age_band", "sex", "weeks_band")
 
 FLAGS_RELEASED: tuple[str, ...] = ("pid", "programme_week", "overall_level", "criteria")
 
@@ -77,6 +89,8 @@ class ExportPolicy:
         Means and SDs are shown only when their count is at least this.
     clock_round_h : float
         Local clock times (``midpoint_local_h``) are rounded to this many hours (15 min).
+    horizon_weeks : tuple of int
+        Allowed ``weeks_band`` values; rows after a participant's band are not released.
     """
 
     version: str = "export-policy-v1"
@@ -86,7 +100,11 @@ class ExportPolicy:
     rounding_base: int = 5
     min_n_statistic: int = 10
     clock_round_h: float = 0.25
-    quasi_identifiers: tuple[str, ...] = ("force_group", "role_group", "age_band", "sex")
+    quasi_identifiers: tuple[str, ...] = ("force_group", "role_group", "age_band", "sex", "weeks_band")
+    #: Released columns derived from enrolment or time (all are quasi-identifiers above).
+    time_derived: tuple[str, ...] = ("weeks_band",)
+    #: Horizon bands (programme weeks); 17 is the length of programme v1 (risk/programme_v1.toml).
+    horizon_weeks: tuple[int, ...] = (4, 8, 12, 17)
     age_bands: frozenset[str] = frozenset({"18-29", "30-39", "40-49", "50+", "18-39", "40+", "all"})
     role_groups: frozenset[str] = frozenset({"response", "investigation", "specialist_other", "all"})
     sexes: frozenset[str] = frozenset({"female", "male", "not_stated"})

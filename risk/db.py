@@ -8,36 +8,43 @@ from typing import Any
 import pandas as pd
 import psycopg
 
-__all__ = ["read_report_flags", "record_report", "report_recipients"]
+__all__ = ["read_manager_flags", "read_report_flags", "record_report", "report_recipients"]
 
 Conn = psycopg.Connection[Any]
 
+# risk.manager_flags (migration 060) is the one definition of what a manager may see; the API reads it too.
 _FLAGS_SQL = """
-SELECT f.participant_id, f.programme_week, f.week_end, f.overall_level, f.criteria, f.revision,
-       p.consent_manager, CASE WHEN p.consent_manager THEN i.staff_ref END AS staff_ref
-FROM risk.weekly_flags f
-JOIN core.participants p ON p.participant_id = f.participant_id
-LEFT JOIN core.identities i ON i.participant_id = f.participant_id AND p.consent_manager
-WHERE f.force_id = %(force)s AND f.is_current AND p.withdrawn_at IS NULL
-  AND f.week_end BETWEEN %(first)s AND %(last)s
+SELECT participant_id, programme_week, week_end, overall_level, criteria, revision, named, staff_ref
+FROM risk.manager_flags
+WHERE force_id = %(force)s AND week_end BETWEEN %(first)s AND %(last)s
 """
 COLUMNS = ("participant_id", "programme_week", "week_end", "overall_level", "criteria", "revision",
            "consent_manager", "staff_ref")
 
 
+def read_manager_flags(conn: Conn, force_id: str, first: date, last: date) -> pd.DataFrame:
+    """Rows of ``risk.manager_flags`` of one force whose week ended between ``first`` and ``last``.
+
+    Used by the report job and by the managers' API (inside its scoped transaction); the caller sets the
+    scope. Columns as :data:`COLUMNS` (``consent_manager`` is the view's ``named``).
+    """
+    rows = conn.execute(_FLAGS_SQL, {"force": force_id, "first": first, "last": last}).fetchall()
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    frame["consent_manager"] = frame["consent_manager"].astype(bool)
+    return frame
+
+
 def read_report_flags(conn: Conn, force_id: str, week_end: date, trend_weeks: int = 8) -> pd.DataFrame:
     """Current flags of one force whose week ended in the ``trend_weeks`` weeks up to ``week_end``.
 
-    The staff reference is fetched only for officers who consented to sharing with their manager; withdrawn
-    officers are left out. The read runs with ``fatigue.force_id`` set, so row-level security applies too.
+    Reads ``risk.manager_flags``: the staff reference only of officers who consented to be named (column
+    ``consent_manager`` here), withdrawn officers left out. The read runs with ``fatigue.force_id`` set, so
+    row-level security applies too.
     """
     first = week_end - timedelta(days=7 * trend_weeks - 1)
     with conn.transaction():
         conn.execute("SELECT set_config('fatigue.force_id', %s, true)", (force_id,))
-        rows = conn.execute(_FLAGS_SQL, {"force": force_id, "first": first, "last": week_end}).fetchall()
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    frame["consent_manager"] = frame["consent_manager"].astype(bool)
-    return frame
+        return read_manager_flags(conn, force_id, first, week_end)
 
 
 def report_recipients(conn: Conn, force_id: str) -> list[str]:

@@ -1,13 +1,16 @@
 """The force managers' weekly report: pure assembly and rendering (HTML via jinja2, CSV beside it).
 
-Privacy rules (reliability_security.md 1.2; brief of the programme):
+Privacy rules (docs/security.md, "What a manager may see" and "Disclosure control"):
 
-- an officer is named (staff reference) only when ``core.participants.consent_manager`` is true; the database
-  reader does not even fetch the staff reference of anyone else;
-- every aggregate over 1-4 officers is shown as "fewer than 5" (counts, means, trend points); when exactly one
-  level count is suppressed, the next smallest is hidden as well so the total cannot give it away.
+- the rows come from ``risk.manager_flags`` (:func:`risk.db.read_report_flags`): withdrawn officers are absent
+  and a staff reference is present only for officers who consented to be named;
+- an officer is listed, with their own criteria and charts, only when named (``consent_manager``);
+- every other number (tiles, "not named" line, revised flags, trend table and chart, CSV) is produced by
+  :func:`risk.disclosure.control_weeks`, the one disclosure-control step; this module only formats it.
 
-The report covers the flags whose programme week ended in the ISO week (Monday-Sunday) being reported.
+The report covers the flags whose programme week ended in the ISO week (Monday-Sunday) being reported; the
+trend rows are the ISO weeks of the trend window that have flags, plus the report week. The work is linear in
+the number of flag rows: one pass to extract values, one grouping of the named officers' history.
 """
 
 from __future__ import annotations
@@ -21,31 +24,28 @@ from datetime import date, datetime
 from typing import Any
 
 import jinja2
+import numpy as np
 import pandas as pd
 
 from risk.charts import Series, line_chart
+from risk.disclosure import LEVELS, MIN_CELL, WeekTable, control_weeks
 from risk.programme import CRITERIA, Programme
 
-__all__ = ["MIN_CELL", "Officer", "Report", "build_report", "cell", "csv_files", "render_html"]
+__all__ = ["MIN_CELL", "SUPPRESSED", "Officer", "Report", "WeekSummary", "build_report", "csv_files",
+           "render_html", "week_columns", "week_summary"]
 
-MIN_CELL = 5
-FEWER = "fewer than 5"
-HIDDEN = "not shown (protects a small count)"
-LEVELS = ("red", "amber", "green", "insufficient_data")
+SUPPRESSED = "not shown"
 _COLOURS = {"red": "#c0392b", "amber": "#d68910", "green": "#1e8449", "insufficient_data": "#7f8c8d",
             "not_evaluated": "#7f8c8d"}
 
 
-def cell(n: int) -> str:
-    """Display of a count of officers: ``0``, ``"fewer than 5"`` for 1-4, else the number."""
-    return FEWER if 0 < n < MIN_CELL else str(n)
+def _shown(n: int | np.integer[Any], ok: bool | np.bool_) -> str:
+    return str(int(n)) if ok else SUPPRESSED
 
 
-def _mean_cell(values: Sequence[float], unit_hours: bool = True) -> str:
-    if len(values) < MIN_CELL:
-        return FEWER if values else "-"
-    m = sum(values) / len(values)
-    return f"{int(m)} h {round((m - int(m)) * 60):02d} min" if unit_hours else f"{m:.1f}"
+def _hours(v: float) -> str:
+    minutes = round(v * 60)
+    return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class Officer:
 
 @dataclass(frozen=True)
 class Report:
-    """Everything the template and the CSV writer need (already suppressed)."""
+    """Everything the template and the CSV writer need (already disclosure-controlled)."""
 
     report_id: str
     force_id: str
@@ -79,16 +79,25 @@ class Report:
     trend_svg: str
 
 
-def _level_counts(levels: pd.Series) -> tuple[tuple[tuple[str, str], ...], str]:
-    counts = {lv: int((levels == lv).sum()) for lv in LEVELS}
-    shown = {lv: cell(n) for lv, n in counts.items()}
-    small = [lv for lv, n in counts.items() if 0 < n < MIN_CELL]
-    total = sum(counts.values())
-    if len(small) == 1 and total >= MIN_CELL:
-        others = sorted((n, lv) for lv, n in counts.items() if n >= MIN_CELL)
-        if others:
-            shown[others[0][1]] = HIDDEN
-    return tuple((lv, shown[lv]) for lv in LEVELS), cell(total)
+def _value(criteria: dict[str, Any], code: str) -> float | None:
+    v = criteria.get(code, {}).get("value") if isinstance(criteria, dict) else None
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+
+
+def _iso(d: date) -> str:
+    y, w, _ = d.isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+def week_columns(flags: pd.DataFrame) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """ISO week label, level index (order of :data:`risk.disclosure.LEVELS`) and S1 value (h, NaN) per row."""
+    ends = pd.Series(flags["week_end"].to_numpy())
+    labels = {d: _iso(d) for d in ends.unique()}
+    iso = ends.map(labels)
+    level = pd.Categorical(flags["overall_level"], categories=list(LEVELS)).codes.astype(np.int64)
+    sleep = np.array([np.nan if v is None else v for v in (_value(c, "S1") for c in flags["criteria"])],
+                     dtype=np.float64)
+    return iso, level, sleep
 
 
 def _officer_chart(history: pd.DataFrame, prog: Programme) -> str:
@@ -105,63 +114,96 @@ def _officer_chart(history: pd.DataFrame, prog: Programme) -> str:
                          title="sleep debt at week end, hours", y_min=0))
 
 
-def _value(criteria: dict[str, Any], code: str) -> float | None:
-    v = criteria.get(code, {}).get("value")
-    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
-
-
 def _officers(week: pd.DataFrame, history: pd.DataFrame, prog: Programme) -> tuple[Officer, ...]:
     named = week[week["overall_level"].isin(["red", "amber"]) & week["consent_manager"]
                  & week["staff_ref"].notna()]
     named = named.assign(_o=named["overall_level"].map({"red": 0, "amber": 1})).sort_values(["_o", "staff_ref"])
+    mine = history[history["participant_id"].isin(set(named["participant_id"]))]
+    by_officer = dict(tuple(mine.groupby("participant_id", sort=False)))  # one grouping, not a filter per officer
     out = []
     for row in named.itertuples(index=False):
         reasons = tuple((c, prog.thresholds[c].label, row.criteria[c]["level"], row.criteria[c]["reason"])
                         for c in CRITERIA if row.criteria.get(c, {}).get("level") in ("red", "amber"))
-        mine = history[history["participant_id"] == row.participant_id]
         out.append(Officer(str(row.staff_ref), str(row.overall_level), int(row.programme_week), reasons,
-                           _officer_chart(mine, prog)))
+                           _officer_chart(by_officer[row.participant_id], prog)))
     return tuple(out)
 
 
-def _trends(history: pd.DataFrame) -> tuple[tuple[tuple[str, str, str, str, str], ...], str]:
-    iso = history["week_end"].map(lambda d: f"{d.isocalendar()[0]}-W{d.isocalendar()[1]:02d}")
-    rows, flagged_pts, sleep_pts = [], [], []
-    for week, g in history.groupby(iso, sort=True):
-        n_amber, n_red = int((g["overall_level"] == "amber").sum()), int((g["overall_level"] == "red").sum())
-        sleep = [v for v in (_value(c, "S1") for c in g["criteria"]) if v is not None]
-        rows.append((str(week), cell(len(g)), cell(n_amber), cell(n_red), _mean_cell(sleep)))
-        flagged = n_amber + n_red
-        flagged_pts.append(float(flagged) if flagged == 0 or flagged >= MIN_CELL else None)
-        sleep_pts.append(sum(sleep) / len(sleep) if len(sleep) >= MIN_CELL else None)
-    labels = [r[0] for r in rows]
+def _trends(labels: Sequence[str], t: WeekTable) -> tuple[tuple[tuple[str, str, str, str, str], ...], str]:
+    rows = tuple((week, str(int(t.total[i])), _shown(t.counts[i, 1], t.shown[i, 1]),
+                  _shown(t.counts[i, 0], t.shown[i, 0]),
+                  _hours(t.mean_sleep[i]) if np.isfinite(t.mean_sleep[i]) else SUPPRESSED)
+                 for i, week in enumerate(labels))
+    flagged_pts = [float(t.flagged[i]) if t.flagged_shown[i] else None for i in range(len(labels))]
+    sleep_pts = [float(v) if np.isfinite(v) else None for v in t.mean_sleep]
     svg = (line_chart(labels, [Series("officers amber or red", _COLOURS["red"], flagged_pts)],
-                      title="officers flagged amber or red per week (gaps: fewer than 5)", width=340, y_min=0)
+                      title="officers flagged amber or red per week (gaps: not shown)", width=340, y_min=0)
            + line_chart(labels, [Series("mean sleep (h)", "#2e86c1", sleep_pts)], [(7.0, _COLOURS["amber"])],
-                        title="force mean sleep per week, hours (gaps: fewer than 5 officers)", width=340,
-                        y_min=5))
-    return tuple(rows), svg
+                        title="force mean sleep per week, hours (gaps: not shown)", width=340, y_min=5))
+    return rows, svg
 
 
 def build_report(report_id: str, force_id: str, iso_week: str, week_start: date, week_end: date,
                  flags: pd.DataFrame, prog: Programme, generated_at: datetime) -> Report:
-    """Assemble a suppressed report.
+    """Assemble a disclosure-controlled report.
 
     Parameters
     ----------
     flags : DataFrame
-        Current flags of the force for the trend window, one row per participant and programme week:
+        Rows of ``risk.manager_flags`` for the trend window, one per participant and programme week:
         ``participant_id, programme_week, week_end (date), overall_level, criteria (dict), revision,
-        consent_manager, staff_ref`` (staff_ref None for non-consenting officers).
+        consent_manager, staff_ref`` (staff_ref None for officers not named).
     """
+    flags = flags[flags["week_end"] <= week_end]
+    iso, level, sleep = week_columns(flags)
+    labels = sorted({*iso.unique(), iso_week})
+    index = {w: i for i, w in enumerate(labels)}
+    t = control_weeks(iso.map(index).to_numpy(dtype=np.int64), level,
+                      flags["consent_manager"].to_numpy(dtype=bool),
+                      flags["revision"].to_numpy() > 1, sleep, len(labels))
+    k = index[iso_week]
+    counts = tuple((lv, _shown(t.counts[k, j], t.shown[k, j])) for j, lv in enumerate(LEVELS))
+    trends, svg = _trends(labels, t)
     week = flags[(flags["week_end"] >= week_start) & (flags["week_end"] <= week_end)]
-    counts, total = _level_counts(week["overall_level"])
-    flagged = week["overall_level"].isin(["red", "amber"])
-    unnamed = int((flagged & ~(week["consent_manager"] & week["staff_ref"].notna())).sum())
-    trends, svg = _trends(flags[flags["week_end"] <= week_end])
     return Report(report_id, force_id, iso_week, week_start, week_end, generated_at, prog.version, counts,
-                  total, _officers(week, flags, prog), cell(unnamed), cell(int((week["revision"] > 1).sum())),
-                  trends, svg)
+                  str(int(t.total[k])), _officers(week, flags, prog),
+                  _shown(t.unnamed_flagged[k], t.unnamed_flagged_shown[k]),
+                  _shown(t.revised[k], t.revised_shown[k]), trends, svg)
+
+
+@dataclass(frozen=True)
+class WeekSummary:
+    """One ISO week's disclosure-controlled numbers as the managers' API returns them (None = not shown)."""
+
+    iso_week: str
+    officers: int
+    levels: dict[str, int | None]
+    flagged: int | None
+    flagged_not_named: int | None
+    revised: int | None
+    mean_sleep_h: float | None
+
+
+def _opt(n: Any, ok: Any) -> int | None:
+    return int(n) if ok else None
+
+
+def week_summary(flags: pd.DataFrame, iso_week: str) -> WeekSummary:
+    """The numbers of ``iso_week`` exactly as the report shows them (same grouping, same control step).
+
+    ``flags`` are rows of ``risk.manager_flags`` whose ``week_end`` lies in that ISO week (other rows are
+    ignored); the grouping by the ISO week of ``week_end`` is the report's, so the two cannot be differenced.
+    """
+    iso, level, sleep = week_columns(flags)
+    mine = (iso == iso_week).to_numpy()
+    t = control_weeks(np.zeros(int(mine.sum()), dtype=np.int64), level[mine],
+                      flags["consent_manager"].to_numpy(dtype=bool)[mine], flags["revision"].to_numpy()[mine] > 1,
+                      sleep[mine], 1)
+    mean = float(t.mean_sleep[0])
+    return WeekSummary(iso_week, int(t.total[0]),
+                       {lv: _opt(t.counts[0, j], t.shown[0, j]) for j, lv in enumerate(LEVELS)},
+                       _opt(t.flagged[0], t.flagged_shown[0]), _opt(t.unnamed_flagged[0], t.unnamed_flagged_shown[0]),
+                       _opt(t.revised[0], t.revised_shown[0]), mean if math.isfinite(mean) else None)
 
 
 def render_html(report: Report) -> str:

@@ -86,27 +86,34 @@ def _database_unavailable(_request: Any, exc: Exception) -> JSONResponse:
 
 
 def create_app(database_url: str, outbox_dir: Path, *, exports_dir: Path | None = None,
-               pool_size: int = 8) -> FastAPI:
+               pool_size: int = 8, admin_database_url: str | None = None) -> FastAPI:
     """Build the API.
 
     Parameters
     ----------
     database_url : str
-        PostgreSQL URL; in production the ``fatigue_api`` login role (owns nothing, NOINHERIT).
+        PostgreSQL URL for managers and researchers; in production the ``fatigue_web`` login role (owns
+        nothing, NOINHERIT, not a member of ``fatigue_admin``; migration 060).
     outbox_dir : Path
         Folder that ``risk.reports`` paths are relative to.
     exports_dir : Path, optional
         Folder that ``access.export_requests.files`` paths are relative to (default ``outbox_dir``).
     pool_size : int
         Maximum number of pooled database connections.
+    admin_database_url : str, optional
+        PostgreSQL URL for administrator tokens (login role ``fatigue_web_admin``); default ``database_url``.
     """
-    state = ApiState(Database(database_url, pool_size), Path(outbox_dir), Path(exports_dir or outbox_dir))
+    admin_db = Database(admin_database_url, max(2, pool_size // 2)) if admin_database_url else None
+    state = ApiState(Database(database_url, pool_size), Path(outbox_dir), Path(exports_dir or outbox_dir),
+                     admin_db)
     metrics = _Metrics()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         state.db.close()
+        if state.admin_db is not None:
+            state.admin_db.close()
 
     app = FastAPI(title="fatigue-service API", version="1", lifespan=lifespan,
                   description="Weekly fatigue flags for force managers, export requests for researchers, "

@@ -1,10 +1,13 @@
 """Shared pieces of the HTTP API: the connection pool, bearer authentication, role checks and scoped
 transactions.
 
-Every data query runs inside :func:`scoped`, a transaction that first does ``SET LOCAL ROLE`` into the
-token's database role and ``set_config('fatigue.force_id' | 'fatigue.project', <token scope>, true)``. The scope
-always comes from the verified token, never from the URL, so even a bug in a route cannot make row-level
-security return another force's rows. Tokens are read from the ``Authorization: Bearer`` header only.
+Every data query runs inside :func:`scoped`, a transaction that first binds itself to the token with
+``access.open_scope(<token sha256>)`` (once per transaction, migration 060) and then does ``SET LOCAL ROLE``
+into the token's database role. The scope always comes from the verified token, never from the URL or from a
+setting the session could change, so neither a routing bug nor injected SQL can make row-level security
+return another force's rows. Managers and researchers are served through the ``fatigue_web`` login role (not a
+member of ``fatigue_admin``); administrators through a separate pool (``admin_db``, login ``fatigue_web_admin``).
+Tokens are read from the ``Authorization: Bearer`` header only.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ __all__ = [
 ]
 
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
-DB_ROLES = {"manager": "fatigue_manager", "researcher": "fatigue_researcher", "admin": "fatigue_admin"}
+DB_ROLES = {"manager": "fatigue_web_manager", "researcher": "fatigue_web_researcher", "admin": "fatigue_admin"}
 _bearer = HTTPBearer(auto_error=False, description="API token (fat_...) in the Authorization header")
 Conn = psycopg.Connection[Any]
 
@@ -73,11 +76,16 @@ class Database:
 
 @dataclass(frozen=True)
 class ApiState:
-    """What the routes need: the database and the folder that report and export paths are relative to."""
+    """What the routes need: the databases and the folders that report and export paths are relative to.
+
+    ``admin_db`` serves administrator tokens (login role ``fatigue_web_admin``); None means ``db`` serves them
+    too, which works only when ``db`` logs in as a role that may become ``fatigue_admin`` (development).
+    """
 
     db: Database
     outbox_dir: Path
     exports_dir: Path
+    admin_db: Database | None = None
 
 
 def state_of(request: Request) -> ApiState:
@@ -134,13 +142,13 @@ def require_scope(principal: Principal, role: str, st: ApiState, resource: str, 
 def scoped(st: ApiState, principal: Principal) -> Iterator[Conn]:
     """A transaction running as the token's database role with its scope set locally.
 
-    ``SET LOCAL`` and ``set_config(..., true)`` end with the transaction, so a pooled connection never carries
-    one request's role or scope into the next.
+    ``SET LOCAL`` and the scope row written by ``access.open_scope`` are valid for this transaction only, so a
+    pooled connection never carries one request's role or scope into the next.
     """
-    with st.db.connection() as conn, conn.transaction():
+    pool = st.admin_db if principal.role == "admin" and st.admin_db is not None else st.db
+    with pool.connection() as conn, conn.transaction():
+        conn.execute("SELECT access.open_scope(%s)", (principal.token_sha256,))
         conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(DB_ROLES[principal.role])))
-        conn.execute("SELECT set_config('fatigue.force_id', %s, true), set_config('fatigue.project', %s, true)",
-                     (principal.force_id or "", principal.project or ""))
         yield conn
 
 

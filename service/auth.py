@@ -5,19 +5,19 @@ SHA-256 digest (``access.tokens.token_sha256``), the role (``manager``, ``resear
 (one force for a manager, one research project for a researcher, none for an administrator), an expiry and an
 optional revocation time. The token itself is shown once, when it is created, and never stored or logged.
 
-Verification hashes the presented value and looks the digest up by its unique index; the fetched digest is
-compared again with :func:`hmac.compare_digest`. An attacker who does not know a token cannot steer the
-digest, so the look-up time reveals nothing useful (reliability_security.md 2.3).
+Verification hashes the presented value and looks the digest up by its unique index through the SECURITY
+DEFINER function ``access.token_principal`` (migration 060): the API's login roles cannot read token hashes
+themselves. An attacker who does not know a token cannot steer the digest, so the look-up time reveals nothing
+useful (reliability_security.md 2.3).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +51,8 @@ class Principal:
     role: str
     force_id: str | None
     project: str | None
+    #: binds a request's database scope (``access.open_scope``); never logged
+    token_sha256: bytes = field(default=b"", repr=False)
 
 
 @dataclass(frozen=True)
@@ -137,13 +139,11 @@ def verify_token(conn: Conn, token: str) -> Principal | None:
     if not _TOKEN_RE.fullmatch(token):
         return None
     digest = hash_token(token)
-    row = conn.execute(
-        "SELECT token_id, token_sha256, role, force_id, project, "
-        "revoked_at IS NULL AND expires_at > now() AS usable FROM access.tokens WHERE token_sha256 = %s",
-        (digest,)).fetchone()
-    if row is None or not hmac.compare_digest(bytes(row[1]), digest) or not row[5]:
+    row = conn.execute("SELECT token_id, role, force_id, project FROM access.token_principal(%s)",
+                       (digest,)).fetchone()
+    if row is None:
         return None
-    return Principal(row[0], str(row[2]), row[3], row[4])
+    return Principal(row[0], str(row[1]), row[2], row[3], digest)
 
 
 def list_tokens(conn: Conn) -> list[TokenInfo]:

@@ -103,13 +103,15 @@ def mqtt_acl(out_dir: Path) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 def api_command(host: str, port: int) -> None:
-    """Serve the HTTP API with uvicorn (connect as the fatigue_api role in production)."""
+    """Serve the HTTP API with uvicorn (in production: FATIGUE_DATABASE_URL as fatigue_web, and
+    FATIGUE_API_ADMIN_DATABASE_URL as fatigue_web_admin)."""
     import uvicorn
 
     from service.api import create_app
 
     settings = _settings()
-    app = create_app(settings.database_url, settings.outbox_dir, exports_dir=settings.exports_dir)
+    app = create_app(settings.database_url, settings.outbox_dir, exports_dir=settings.exports_dir,
+                     admin_database_url=settings.api_admin_database_url)
     click.echo(f"serving the API on http://{host}:{port} (docs at /docs); Ctrl-C stops")
     uvicorn.run(app, host=host, port=port, access_log=False, log_level=settings.log_level, server_header=False)
 

@@ -150,7 +150,8 @@ def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | Non
                          mqtt_target=MqttTarget(mq.host, mq.port, mq.username, mq.password, mq.tls),
                          smtp_url=s.smtp_url, api=api, api_host=host, api_port=port, log_level=s.log_level,
                          exports_dir=s.exports_dir, pseudonym_key=s.pseudonym_key,
-                         key_version=s.pseudonym_key_version, retry_base_s=retry_base)
+                         key_version=s.pseudonym_key_version, retry_base_s=retry_base,
+                         api_admin_database_url=s.api_admin_database_url)
     code = serve(config, echo=lambda line: click.echo(line, err=True))
     if code:
         raise SystemExit(code)

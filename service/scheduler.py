@@ -99,6 +99,7 @@ class ServeConfig:
     api_port: int = 8000
     log_level: str = "info"
     exports_dir: Path = Path("var/exports")
+    api_admin_database_url: str | None = None
     pseudonym_key: bytes | None = field(default=None, repr=False)
     key_version: int = 1
     retry_base_s: float = 60.0

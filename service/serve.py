@@ -84,7 +84,8 @@ def _api_server(config: ServeConfig) -> Any:
 
     from service.api import create_app
 
-    app = create_app(config.database_url, config.outbox_dir, exports_dir=config.exports_dir)
+    app = create_app(config.database_url, config.outbox_dir, exports_dir=config.exports_dir,
+                     admin_database_url=config.api_admin_database_url)
     return uvicorn.Server(uvicorn.Config(app, host=config.api_host, port=config.api_port, access_log=False,
                                          log_level=config.log_level, server_header=False))
 

@@ -6,6 +6,9 @@ raises :class:`SettingsError` whose message is one line naming the variable and 
 Variables
 ---------
 FATIGUE_DATABASE_URL     PostgreSQL URL (default ``postgresql://postgres@127.0.0.1:5432/fatigue``).
+FATIGUE_API_ADMIN_DATABASE_URL  PostgreSQL URL the API uses for administrator tokens (login role
+                         ``fatigue_web_admin``); default ``FATIGUE_DATABASE_URL``. Set it whenever the API logs in
+                         as ``fatigue_web``, which may not become ``fatigue_admin`` (docs/security.md).
 FATIGUE_MQTT_URL         ``mqtt://[user[:password]@]host[:port]`` or ``mqtts://...`` (default
                          ``mqtt://127.0.0.1:1883``).
 FATIGUE_TIMEZONE         IANA zone for local quantities (default ``Europe/London``).
@@ -72,6 +75,7 @@ class Settings:
     log_level: str = "info"
     crash_points: str | None = None
     ingest_max_lateness_days: int = 30
+    api_admin_database_url: str | None = None
 
     @property
     def mqtt(self) -> MqttEndpoint:
@@ -186,4 +190,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         crash_points=_crash_points(env),
         ingest_max_lateness_days=_positive_int(env, "FATIGUE_INGEST_MAX_LATENESS_DAYS", 30),
+        api_admin_database_url=_admin_url(env),
     )
+
+
+def _admin_url(env: Mapping[str, str]) -> str | None:
+    url = env.get("FATIGUE_API_ADMIN_DATABASE_URL") or None
+    if url is not None and urlsplit(url).scheme not in ("postgresql", "postgres"):
+        raise SettingsError("FATIGUE_API_ADMIN_DATABASE_URL: expected postgresql://...")
+    return url

@@ -1,5 +1,6 @@
 """Shared seed and helpers of the access tests: three forces with participants, identities, flags and reports,
-tokens of every role, and an API client that connects as the ``fatigue_api`` login role. Real PostgreSQL only."""
+tokens of every role, and an API client that connects as the ``fatigue_web`` login role (managers, researchers)
+and ``fatigue_web_admin`` (administrators), as in production (migration 060). Real PostgreSQL only."""
 
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class World:
     url: str
     api_url: str
     outbox: Path
+    admin_api_url: str = ""
     participants: dict[str, list[uuid.UUID]] = field(default_factory=dict)
     staff_refs: dict[str, list[str]] = field(default_factory=dict)
     reports: dict[str, uuid.UUID] = field(default_factory=dict)
@@ -81,7 +83,8 @@ def _seed_force(conn: psycopg.Connection[tuple[object, ...]], world: World, forc
 @pytest.fixture(scope="module")
 def world(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> World:
     """Three forces x three participants (two consent to be named), a flag each, a report per force."""
-    w = World(db_url, as_role(db_url, "fatigue_api"), tmp_path_factory.mktemp("outbox"))
+    w = World(db_url, as_role(db_url, "fatigue_web"), tmp_path_factory.mktemp("outbox"),
+              as_role(db_url, "fatigue_web_admin"))
     with psycopg.connect(db_url, autocommit=True) as conn:
         conn.execute("SET fatigue.all_forces = 'on'")
         for force in FORCES:
@@ -94,8 +97,9 @@ def world(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> World:
 
 @pytest.fixture(scope="module")
 def client(world: World) -> Iterator[TestClient]:
-    """A TestClient on an app connected as ``fatigue_api`` (NOINHERIT, owns nothing)."""
-    with TestClient(create_app(world.api_url, world.outbox, pool_size=4)) as test_client:
+    """A TestClient on an app connected as ``fatigue_web`` / ``fatigue_web_admin`` (NOINHERIT, own nothing)."""
+    with TestClient(create_app(world.api_url, world.outbox, pool_size=4,
+                               admin_database_url=world.admin_api_url)) as test_client:
         yield test_client
 
 

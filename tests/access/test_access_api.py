@@ -13,13 +13,14 @@ from hypothesis import strategies as st
 
 from tests.access.access_support import FORCES, World, bearer
 
-ENDPOINTS = ("flags", "flags_week", "reports", "report")
+ENDPOINTS = ("flags", "flags_week", "summary", "reports", "report")
 
 
 def _path(world: World, endpoint: str, force: str) -> str:
     base = f"/v1/forces/{force}"
     report = world.reports.get(force, uuid.uuid4())
     return {"flags": f"{base}/flags", "flags_week": f"{base}/flags?week=2024-03-06",
+            "summary": f"{base}/flags/summary",
             "reports": f"{base}/reports", "report": f"{base}/reports/{report}"}[endpoint]
 
 
@@ -32,10 +33,14 @@ def _force_data(world: World, force: str) -> list[str]:
 def test_manager_reads_own_force(client: TestClient, world: World) -> None:
     token = world.managers["WMP"]
     flags = client.get("/v1/forces/WMP/flags", headers=bearer(token)).json()
-    assert {f["participant_id"] for f in flags} == {str(p) for p in world.participants["WMP"]}
-    assert sorted(f["staff_ref"] for f in flags if f["staff_ref"]) == world.staff_refs["WMP"][:2]
+    # only the two officers who consented to be named; the third is counted in the summary only (issue 15)
+    assert {f["participant_id"] for f in flags} == {str(p) for p in world.participants["WMP"][:2]}
+    assert sorted(f["staff_ref"] for f in flags) == world.staff_refs["WMP"][:2]
     week = client.get("/v1/forces/WMP/flags", params={"week": "2024-03-10"}, headers=bearer(token)).json()
-    assert len(week) == 3
+    assert len(week) == 2
+    summary = client.get("/v1/forces/WMP/flags/summary", headers=bearer(token)).json()
+    assert summary["iso_week"] == "2024-W10" and summary["officers"] == 3
+    assert set(summary["levels"].values()) == {None} and summary["flagged_not_named"] is None
     assert client.get("/v1/forces/WMP/flags", params={"week": "2024-03-11"}, headers=bearer(token)).json() == []
     reports = client.get("/v1/forces/WMP/reports", headers=bearer(token)).json()
     assert [r["report_id"] for r in reports] == [str(world.reports["WMP"])]

@@ -49,7 +49,7 @@ def _fuzz(operation: Any, world: World, mode: Any, examples: int) -> None:
 @pytest.mark.parametrize("mode", ["positive", pytest.param("negative", marks=pytest.mark.slow)])
 def test_no_server_errors(world: World, mode: str) -> None:
     """Every operation of the OpenAPI document, positive and negative data: never a 5xx."""
-    app = create_app(world.api_url, world.outbox, pool_size=2)
+    app = create_app(world.api_url, world.outbox, pool_size=2, admin_database_url=world.admin_api_url)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 10

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-
 import psycopg
 import pytest
 
 from service.api_common import ApiState, Database, scoped
-from service.auth import Principal
+from service.auth import verify_token
 from store.migrate import migrate
 from tests.access.access_support import FORCES, World
 
@@ -89,7 +87,9 @@ def test_scoped_transaction_limits_even_unfiltered_queries(world: World) -> None
     """Defence in depth: a route that forgot its WHERE clause still sees only the token's force."""
     db = Database(world.api_url, max_size=1)
     try:
-        principal = Principal(uuid.uuid4(), "manager", "GMP", None)
+        with db.connection() as conn:
+            principal = verify_token(conn, world.managers["GMP"])
+        assert principal is not None
         with scoped(ApiState(db, world.outbox, world.outbox), principal) as conn:
             forces = {r[0] for r in conn.execute("SELECT DISTINCT force_id FROM risk.weekly_flags").fetchall()}
         assert forces == {"GMP"}

@@ -139,6 +139,9 @@ BREAKERS: dict[str, tuple[str, Callable[[Path], None], bool]] = {
                                                                    df["weekday"]))), True),
     "clock_rounding": ("clock_rounding", lambda f: _edit(f, "daily_features", _set("midpoint_local_h", 3.1)), True),
     "granularity": ("granularity", lambda f: _edit(f, "daily_features", _set("resting_hr_bpm", 55.5)), True),
+    "time_horizon": ("time_horizon", lambda f: _edit(f, "participants", lambda df: df.assign(weeks_band=4)), True),
+    "package_consistency": ("package_consistency", lambda f: _edit(
+        f, "aggregates", lambda df: df.assign(n_participants=df["n_participants"] + 20)), True),
     "privacy_report": ("privacy_report", lambda f: _edit_json(f, "privacy_report.json",
                                                               lambda r: r.update(k_achieved=99)), True),
 }

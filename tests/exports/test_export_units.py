@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from exports.aggregate import METRICS, DailyTotals, aggregate_table
-from exports.anonymise import generalise
+from exports.anonymise import generalise, horizon_band
 from exports.ledger import GENESIS, LedgerEntry, chain_errors, entry_hash
 from exports.policy import POLICY_V1, ExportRefusedError
 from exports.pseudonym import PID_RE, project_key, pseudonym
@@ -38,7 +38,17 @@ def _people(n: int, rng: np.random.Generator, forces: int = 6) -> pd.DataFrame:
                          "force_id": rng.choice([f"f{i}" for i in range(forces)], n),
                          "role_group": rng.choice(["response", "firearms", "investigation", "other"], n),
                          "age_band": rng.choice(["18-24", "25-29", "30-34", "45-49", "50-54", "55+"], n),
-                         "sex": rng.choice(["female", "male", "male", "other"], n)})
+                         "sex": rng.choice(["female", "male", "male", "other"], n), "weeks_band": 17})
+
+
+def test_horizon_band_and_common_horizon_level() -> None:
+    assert list(horizon_band(np.array([0, 3, 4, 7, 8, 12, 16, 17, 40]), POLICY_V1.horizon_weeks)) == [
+        0, 0, 4, 4, 8, 12, 12, 17, 17]
+    rng = np.random.default_rng(3)
+    people = _people(100, rng, forces=1).assign(role_group="response", age_band="30-34", sex="female")
+    people["weeks_band"] = np.where(np.arange(100) < 8, 4, 17)  # 8 recent starters: too few, too many to drop
+    gen = generalise(people, np.array([str(i) for i in range(100)], dtype=object), b"k" * 32, POLICY_V1)
+    assert gen.suppressed == 0 and set(gen.table["weeks_band"]) == {4} and gen.level >= 6
 
 
 def test_ladder_reaches_k_within_the_suppression_limit() -> None:
@@ -52,7 +62,7 @@ def test_ladder_reaches_k_within_the_suppression_limit() -> None:
 
 def test_ladder_keeps_keyed_force_codes_when_every_force_is_large() -> None:
     people = pd.DataFrame({"participant_id": [str(i) for i in range(200)], "force_id": ["f1", "f2"] * 100,
-                           "role_group": "response", "age_band": "30-34", "sex": "male"})
+                           "role_group": "response", "age_band": "30-34", "sex": "male", "weeks_band": 17})
     gen = generalise(people, np.array([str(i) for i in range(200)], dtype=object), b"k" * 32, POLICY_V1)
     assert gen.level == 0 and all(v.startswith("force_") for v in gen.table["force_group"])
     assert not set(gen.table["force_group"]) & {"f1", "f2"}

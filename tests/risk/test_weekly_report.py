@@ -47,6 +47,10 @@ def _counts(html: str) -> list[str]:
     return re.findall(r'class="count">([^<]*)<', html)
 
 
+def _tiles(html: str) -> list[tuple[str, str]]:
+    return [(label.strip(), n) for n, label in re.findall(r'<span class="count">([^<]*)</span>([^<]*)</div>', html)]
+
+
 def _listen(broker: Any, topic: str, got: list[bytes], ready: threading.Event) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:6]}")
 
@@ -89,7 +93,10 @@ def test_report_privacy_outbox_and_notice(db: Conn, seed: Any, mqtt_broker: Any,
         assert f"RED-C{k}" in html
     assert "RED-N" not in html and "OK-" not in html
     assert not set(_counts(html)) & {"1", "2", "3", "4"}
-    assert "fewer than 5" in html and "mean sleep 5 h over 7 valid nights, below 6 h" in html
+    assert "not shown" in html and "mean sleep 5 h over 7 valid nights, below 6 h" in html
+    # 6 officers not named (2 red, 4 green): red and green are hidden, the zeros and the total are shown
+    assert dict(_tiles(html)) == {"red": "not shown", "amber": "0", "green": "not shown",
+                                  "insufficient data": "0"}
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     names = sorted(p.name for p in result.folder.iterdir())
     assert names == ["counts.csv", "flagged_officers.csv", "report.html", "trends.csv"]
@@ -159,16 +166,33 @@ def _frame(levels: list[str], consent: bool = False) -> pd.DataFrame:
                          "revision": 1, "consent_manager": consent, "staff_ref": None})
 
 
-def test_small_counts_and_secondary_suppression() -> None:
-    flags = _frame(["red"] * 3 + ["amber"] * 10 + ["green"] * 20)
-    r = build_report("r1", "f", "2026-W11", date(2026, 3, 9), date(2026, 3, 15), flags, load_programme(),
-                     datetime(2026, 3, 16, tzinfo=UTC))
+def _report(flags: pd.DataFrame) -> Any:
+    return build_report("r1", "f", "2026-W11", date(2026, 3, 9), date(2026, 3, 15), flags, load_programme(),
+                        datetime(2026, 3, 16, tzinfo=UTC))
+
+
+def test_small_counts_and_complementary_suppression() -> None:
+    r = _report(_frame(["red"] * 3 + ["amber"] * 10 + ["green"] * 20))
     shown = dict(r.counts)
-    assert shown["red"] == "fewer than 5" and shown["amber"].startswith("not shown") and shown["green"] == "20"
-    assert r.unnamed_flagged == "13" and r.flagged == ()
-    few = build_report("r2", "f", "2026-W11", date(2026, 3, 9), date(2026, 3, 15), _frame(["amber"] * 4),
-                       load_programme(), datetime(2026, 3, 16, tzinfo=UTC))
-    assert few.total == "fewer than 5" and few.trends[0][1:] == ("fewer than 5", "fewer than 5", "0",
-                                                                  "fewer than 5")
+    # red 3 (R1), amber 10 (R3), green 20 (else red + amber = 33 - 20 would be known)
+    assert shown == {"red": "not shown", "amber": "not shown", "green": "not shown", "insufficient_data": "0"}
+    assert r.total == "33" and r.unnamed_flagged == "not shown" and r.flagged == ()
+    assert r.trends[-1][1:4] == ("33", "not shown", "not shown")  # the report week in the trends: same pattern
+    ones = dict(_report(_frame(["red", "amber"] + ["green"] * 10)).counts)  # 1 + 1 = 2 would pin both
+    assert ones == {"red": "not shown", "amber": "not shown", "green": "not shown", "insufficient_data": "0"}
+
+
+def test_few_unnamed_officers_hide_every_count() -> None:
+    few = _report(_frame(["amber"] * 4))
+    assert dict(few.counts) == dict.fromkeys(("red", "amber", "green", "insufficient_data"), "not shown")
+    assert few.total == "4" and few.trends[0][2:] == ("not shown", "not shown", "not shown")
     html = render_html(few)
-    assert not set(_counts(html)) & {"1", "2", "3", "4"}
+    assert not set(_counts(html)) - {"4", "not shown"}
+
+
+def test_mean_needs_five_unnamed_officers() -> None:
+    named = _frame(["green"] * 6, consent=True).assign(staff_ref=[f"N{k}" for k in range(6)])
+    r = _report(pd.concat([named, _frame(["green"] * 4)], ignore_index=True))
+    assert r.trends[-1][4] == "not shown"  # 10 officers, but only 4 not named: the mean would give them away
+    r = _report(pd.concat([named, _frame(["green"] * 5)], ignore_index=True))
+    assert r.trends[-1][4] == "6 h 30 min"
