@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import psycopg
 
-from service.logs import configure_logging
 from service.settings import Settings, SettingsError, load_settings
-from store import enrolment
-from store.maintenance import ensure_future_partitions
-from store.migrate import MigrationError, migrate, status
+
+if TYPE_CHECKING:
+    import psycopg
 
 HELP = """Police fatigue-study data service.
 
@@ -28,11 +26,17 @@ Typical order of work:
   fatigue ingest                          consume sensor messages from MQTT
   fatigue features                        compute daily features for new data
   fatigue flags                           issue weekly fatigue flags
-  fatigue export --project NAME --out DIR anonymised research export
+  fatigue export run --project NAME --out DIR
+                                          anonymised research export
 
 Configuration comes from FATIGUE_* environment variables (see README, "Configuration").
 Run `fatigue COMMAND --help` for details of each command.
 """
+
+# Start-up cost: `fatigue --version` and `--help` must stay well under 0.3 s, so this module and every area
+# module import only click and the settings at module level; database drivers, NumPy, pandas, SciPy,
+# scikit-learn, FastAPI and the jobs are imported inside the commands that use them
+# (tests/service/test_cli_startup.py checks it).
 
 # Command groups contributed by other packages' CLI modules; each has register(group).
 AREA_MODULES: tuple[str, ...] = (
@@ -50,6 +54,8 @@ def settings_of(ctx: click.Context) -> Settings:
 
 def connect(settings: Settings) -> psycopg.Connection[tuple[Any, ...]]:
     """Open an autocommit connection or fail with a message that says what to check."""
+    import psycopg
+
     try:
         return psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
@@ -66,6 +72,8 @@ def main(ctx: click.Context) -> None:
         ctx.obj = load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
+    from service.logs import configure_logging
+
     configure_logging(ctx.obj.log_level)
 
 
@@ -78,6 +86,10 @@ def db() -> None:
 @click.pass_context
 def db_migrate(ctx: click.Context) -> None:
     """Apply pending numbered migrations (safe to run twice)."""
+    import psycopg
+
+    from store.migrate import MigrationError, migrate
+
     settings = settings_of(ctx)
     try:
         applied = migrate(settings.database_url)
@@ -97,6 +109,10 @@ def db_migrate(ctx: click.Context) -> None:
 @click.pass_context
 def db_status(ctx: click.Context) -> None:
     """Show applied and pending migrations and how raw streams are stored."""
+    import psycopg
+
+    from store.migrate import status
+
     settings = settings_of(ctx)
     try:
         st = status(settings.database_url)
@@ -121,6 +137,8 @@ def db_maintain(ctx: click.Context, months_ahead: int) -> None:
     Rows never fail for lack of a partition (they land in the DEFAULT partition), but the scheduler runs this
     daily so that they land in their month; rows already in DEFAULT are moved into a new month's partition.
     """
+    from store.maintenance import ensure_future_partitions
+
     settings = settings_of(ctx)
     with connect(settings) as conn:
         created = ensure_future_partitions(conn, months_ahead)
@@ -144,6 +162,8 @@ def participants_import(ctx: click.Context, csv_file: Path) -> None:
     Columns: force_id, staff_ref, role_group, age_band, sex, programme_start, consent_manager,
     consent_research, device_ids (';'-separated), gateway_id.
     """
+    from store import enrolment
+
     settings = settings_of(ctx)
     with connect(settings) as conn:
         try:
@@ -161,6 +181,8 @@ def participants_import(ctx: click.Context, csv_file: Path) -> None:
 @click.pass_context
 def participants_withdraw(ctx: click.Context, participant: str, erase: bool, yes: bool) -> None:
     """Withdraw PARTICIPANT (internal id or FORCE/STAFF_REF); with --erase delete their data."""
+    from store import enrolment
+
     settings = settings_of(ctx)
     with connect(settings) as conn:
         try:
@@ -191,6 +213,8 @@ def roster_import(ctx: click.Context, csv_file: Path) -> None:
 
     Columns: force_id, staff_ref, start, end (RFC 3339 with offset), shift_type, overtime.
     """
+    from store import enrolment
+
     settings = settings_of(ctx)
     with connect(settings) as conn:
         try:

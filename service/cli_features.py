@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from features.job import run_features
 from service.settings import Settings
 
 
@@ -17,6 +16,8 @@ def features_command(full: bool, quiet: bool) -> None:
     By default only participants with new data since the last run (and every rolling window after it) are
     recomputed; the job is safe to run twice.
     """
+    from features.job import run_features
+
     settings = click.get_current_context().find_root().obj
     assert isinstance(settings, Settings)
     summary = run_features(settings.database_url, settings.timezone, full=full, progress=not quiet)

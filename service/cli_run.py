@@ -8,9 +8,6 @@ from pathlib import Path
 
 import click
 
-from ingest.consumer import IngestConfig
-from risk.publisher import MqttTarget
-from service.logs import configure_logging
 from service.settings import DEFAULT_DATABASE_URL, DEFAULT_MQTT_URL, Settings
 
 __all__ = ["register"]
@@ -95,6 +92,7 @@ def demo_command(participants: int, forces: int, days: int, folder: Path, seed: 
                  broker: str, services: str) -> None:
     """See it work: private services, a simulated cohort over MQTT, features, models, flags, reports, export."""
     from service.demo import DemoOptions, format_summary, run_demo
+    from service.logs import configure_logging
 
     s = _settings()
     if s.log_level != "debug":
@@ -130,6 +128,8 @@ def demo_command(participants: int, forces: int, days: int, folder: Path, seed: 
 def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | None, every: float, weekly: str,
                   host: str, port: int) -> None:
     """Run the ingester, the scheduler and the API in one process (or a subset); SIGTERM stops it cleanly."""
+    from ingest.consumer import IngestConfig
+    from risk.publisher import MqttTarget
     from service.serve import ServeConfig, WeeklySlot, serve
 
     s = _settings()

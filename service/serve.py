@@ -35,6 +35,16 @@ from ingest.consumer import IngestConfig, Ingester
 from risk.job import run_flags
 from risk.programme import load_programme
 from risk.publisher import MqttTarget, make_weekly_report
+from service.metrics import (
+    DatabaseCollector,
+    MetricsServer,
+    Probe,
+    SchedulerMetrics,
+    Union,
+    database_probe,
+    ticking_probe,
+)
+from service.settings import MetricsAddress
 from store.maintenance import ensure_future_partitions
 
 __all__ = ["Scheduler", "ServeConfig", "WeeklySlot", "serve"]
@@ -83,14 +93,16 @@ class ServeConfig:
     api_host: str = "0.0.0.0"
     api_port: int = 8000
     log_level: str = "info"
+    metrics_addr: MetricsAddress | None = None
 
 
 class Scheduler:
     """Feature and model jobs when new data has arrived; flags and reports once a week."""
 
-    def __init__(self, config: ServeConfig) -> None:
+    def __init__(self, config: ServeConfig, metrics: SchedulerMetrics | None = None) -> None:
         self.config = config
         self.tz = ZoneInfo(config.timezone)
+        self.metrics = metrics or SchedulerMetrics()
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=10)
@@ -135,12 +147,15 @@ class Scheduler:
     def tick(self, now: datetime | None = None) -> None:
         """One round: daily jobs if data is dirty, then the weekly job if due. Errors are logged, not raised."""
         now = now or datetime.now(self.tz)
+        self.metrics.ticked()
         for name, due, job in (("daily", self.dirty, self.run_daily),
                                ("weekly", lambda: self.weekly_due(now), lambda: self.run_weekly(now.date()))):
             try:
                 if due():
                     job()
+                    self.metrics.finished(name, ok=True)
             except (psycopg.Error, OSError) as exc:  # database or broker away: try again next tick
+                self.metrics.finished(name, ok=False)
                 log.warning("scheduler.job_failed", job=name, error=exc.__class__.__name__)
 
     def run(self, stopping: threading.Event) -> None:
@@ -150,12 +165,33 @@ class Scheduler:
             stopping.wait(self.config.every_s)
 
 
-def _api_server(config: ServeConfig) -> Any:
+def _thread_probe(thread: threading.Thread) -> Probe:
+    return lambda: None if thread.is_alive() else "stopped"
+
+
+def _probes(config: ServeConfig, ingester: Ingester | None, scheduler: Scheduler | None,
+            threads: dict[str, threading.Thread]) -> tuple[dict[str, Probe], dict[str, Probe]]:
+    """Liveness (parts running) and readiness (database, broker subscription) probes of this process."""
+    live: dict[str, Probe] = {}
+    ready: dict[str, Probe] = {"database": database_probe(config.database_url)}
+    for name in ("ingester", "scheduler"):
+        if name in threads:
+            live[f"{name}_thread"] = _thread_probe(threads[name])
+    if scheduler is not None:
+        live["scheduler_ticking"] = ticking_probe(lambda: scheduler.metrics.last_tick_at, config.every_s)
+    if ingester is not None:
+        ready["broker_subscription"] = lambda: None if ingester.connected.is_set() else (
+            "not connected and subscribed to the broker; check FATIGUE_MQTT_URL and the broker")
+    return live, ready
+
+
+def _api_server(config: ServeConfig, metrics: Union, live: dict[str, Probe], ready: dict[str, Probe]) -> Any:
     import uvicorn
 
     from service.api import create_app
 
-    app = create_app(config.database_url, config.outbox_dir)
+    app = create_app(config.database_url, config.outbox_dir, metrics_sources=metrics.parts, live_probes=live,
+                     ready_probes=ready)
     return uvicorn.Server(uvicorn.Config(app, host=config.api_host, port=config.api_port, access_log=False,
                                          log_level=config.log_level, server_header=False))
 
@@ -165,11 +201,18 @@ def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> int:
     stopping = threading.Event()
     threads: dict[str, threading.Thread] = {}
     ingester = Ingester(config.ingest) if config.ingest else None
-    server = _api_server(config) if config.api else None
+    scheduler = Scheduler(config) if config.scheduler else None
     if ingester is not None:
         threads["ingester"] = threading.Thread(target=ingester.run, name="ingester")
-    if config.scheduler:
-        threads["scheduler"] = threading.Thread(target=Scheduler(config).run, args=(stopping,), name="scheduler")
+    if scheduler is not None:
+        threads["scheduler"] = threading.Thread(target=scheduler.run, args=(stopping,), name="scheduler")
+    metrics = Union([DatabaseCollector(config.database_url), *([ingester.metrics.registry] if ingester else []),
+                     *([scheduler.metrics.registry] if scheduler else [])])
+    live, ready = _probes(config, ingester, scheduler, threads)
+    server = _api_server(config, metrics, live, ready) if config.api else None
+    if server is not None:  # the separate metrics port shows the API's request metrics too
+        metrics.parts.append(server.config.app.state.metrics_registry)
+    exporter = MetricsServer(config.metrics_addr, metrics, live, ready) if config.metrics_addr else None
     if server is not None:
         threads["api"] = threading.Thread(target=server.run, name="api")
     if not threads:
@@ -201,6 +244,8 @@ def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> int:
     for thread in threads.values():
         thread.join(max(0.1, deadline - time.monotonic()))
     still = [name for name, t in threads.items() if t.is_alive()]
+    if exporter is not None:
+        exporter.close()
     echo("stopped" + (f"; {failed} had stopped on its own" if failed else "")
          + (f"; {', '.join(still)} did not stop in time" if still else ""))
     return 1 if failed or still else 0
