@@ -40,6 +40,8 @@ def ingest_command(client_id: str | None, metrics_addr: str | None, metrics_port
     Subscribes with QoS 1 to $share/<FATIGUE_INGEST_GROUP>/fatigue/v1/+/+/+ and acknowledges each message
     only after its rows, or its dead letter, are committed. Run several with the same group to share load.
     """
+    from prometheus_client import REGISTRY
+
     from ingest.consumer import IngestConfig, Ingester
     from ingest.crashpoints import CrashPoints
     from service.metrics import DatabaseCollector, MetricsServer, Union, database_probe
@@ -63,7 +65,7 @@ def ingest_command(client_id: str | None, metrics_addr: str | None, metrics_port
     exporter = None
     if address is not None:
         exporter = MetricsServer(
-            address, Union([ingester.metrics.registry, DatabaseCollector(s.database_url)]),
+            address, Union([REGISTRY, ingester.metrics.registry, DatabaseCollector(s.database_url)]),
             ready={"database": database_probe(s.database_url),
                    "broker_subscription": lambda: None if ingester.connected.is_set() else "not subscribed yet"})
         click.echo(f"metrics on http://{address}/metrics (health: /healthz, /readyz)", err=True)

@@ -146,7 +146,8 @@ def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | Non
     config = ServeConfig(database_url=s.database_url, timezone=s.timezone, outbox_dir=s.outbox_dir,
                          ingest=ingest_config, scheduler=scheduler, every_s=every, weekly=slot,
                          mqtt_target=MqttTarget(mq.host, mq.port, mq.username, mq.password, mq.tls),
-                         smtp_url=s.smtp_url, api=api, api_host=host, api_port=port, log_level=s.log_level)
+                         smtp_url=s.smtp_url, api=api, api_host=host, api_port=port, log_level=s.log_level,
+                         metrics_addr=s.metrics_addr)
     code = serve(config, echo=lambda line: click.echo(line, err=True))
     if code:
         raise SystemExit(code)

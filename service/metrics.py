@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -51,7 +51,11 @@ class Union:
 
 @dataclass
 class SchedulerMetrics:
-    """``fatigue_scheduler_*``: when the scheduler last ticked and how each job ended."""
+    """``fatigue_scheduler_last_tick_timestamp_seconds``: when the scheduler last looked for work (liveness).
+
+    Job failures are counted by the scheduler itself in the process-wide registry
+    (``fatigue_scheduler_job_failures_total``), which every process serves too.
+    """
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     last_tick_at: float = 0.0
@@ -60,24 +64,11 @@ class SchedulerMetrics:
         r = self.registry
         self.last_tick = Gauge("fatigue_scheduler_last_tick_timestamp_seconds",
                                "Unix time of the scheduler's last check for work", registry=r)
-        self.runs = Counter("fatigue_scheduler_job_runs", "Scheduler job runs by job (daily, weekly) and outcome "
-                            "(ok, failed)", ["job", "outcome"], registry=r)
-        self.last_success = Gauge("fatigue_scheduler_job_last_success_timestamp_seconds",
-                                  "Unix time a scheduler job last finished without error", ["job"], registry=r)
-        for job in ("daily", "weekly"):
-            for outcome in ("ok", "failed"):
-                self.runs.labels(job, outcome)
 
     def ticked(self) -> None:
         """Record one scheduler round."""
         self.last_tick_at = time.time()
         self.last_tick.set(self.last_tick_at)
-
-    def finished(self, job: str, ok: bool) -> None:
-        """Record the end of one job run."""
-        self.runs.labels(job, "ok" if ok else "failed").inc()
-        if ok:
-            self.last_success.labels(job).set_to_current_time()
 
 
 _STATE_SQL = (

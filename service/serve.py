@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import structlog
+from prometheus_client import REGISTRY
 
 from features.job import run_features
 from ingest.consumer import IngestConfig, Ingester
@@ -99,10 +100,9 @@ class ServeConfig:
 class Scheduler:
     """Feature and model jobs when new data has arrived; flags and reports once a week."""
 
-    def __init__(self, config: ServeConfig, metrics: SchedulerMetrics | None = None) -> None:
+    def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.tz = ZoneInfo(config.timezone)
-        self.metrics = metrics or SchedulerMetrics()
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=10)
@@ -147,15 +147,12 @@ class Scheduler:
     def tick(self, now: datetime | None = None) -> None:
         """One round: daily jobs if data is dirty, then the weekly job if due. Errors are logged, not raised."""
         now = now or datetime.now(self.tz)
-        self.metrics.ticked()
         for name, due, job in (("daily", self.dirty, self.run_daily),
                                ("weekly", lambda: self.weekly_due(now), lambda: self.run_weekly(now.date()))):
             try:
                 if due():
                     job()
-                    self.metrics.finished(name, ok=True)
             except (psycopg.Error, OSError) as exc:  # database or broker away: try again next tick
-                self.metrics.finished(name, ok=False)
                 log.warning("scheduler.job_failed", job=name, error=exc.__class__.__name__)
 
     def run(self, stopping: threading.Event) -> None:
@@ -165,11 +162,23 @@ class Scheduler:
             stopping.wait(self.config.every_s)
 
 
+class _ObservedScheduler(Scheduler):
+    """The scheduler, recording each tick (``fatigue_scheduler_last_tick_timestamp_seconds``, liveness)."""
+
+    def __init__(self, config: ServeConfig, metrics: SchedulerMetrics) -> None:
+        super().__init__(config)
+        self.metrics = metrics
+
+    def tick(self, now: datetime | None = None) -> None:
+        self.metrics.ticked()
+        super().tick(now)
+
+
 def _thread_probe(thread: threading.Thread) -> Probe:
     return lambda: None if thread.is_alive() else "stopped"
 
 
-def _probes(config: ServeConfig, ingester: Ingester | None, scheduler: Scheduler | None,
+def _probes(config: ServeConfig, ingester: Ingester | None, scheduler: _ObservedScheduler | None,
             threads: dict[str, threading.Thread]) -> tuple[dict[str, Probe], dict[str, Probe]]:
     """Liveness (parts running) and readiness (database, broker subscription) probes of this process."""
     live: dict[str, Probe] = {}
@@ -201,12 +210,13 @@ def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> int:
     stopping = threading.Event()
     threads: dict[str, threading.Thread] = {}
     ingester = Ingester(config.ingest) if config.ingest else None
-    scheduler = Scheduler(config) if config.scheduler else None
+    scheduler = _ObservedScheduler(config, SchedulerMetrics()) if config.scheduler else None
     if ingester is not None:
         threads["ingester"] = threading.Thread(target=ingester.run, name="ingester")
     if scheduler is not None:
         threads["scheduler"] = threading.Thread(target=scheduler.run, args=(stopping,), name="scheduler")
-    metrics = Union([DatabaseCollector(config.database_url), *([ingester.metrics.registry] if ingester else []),
+    metrics = Union([REGISTRY, DatabaseCollector(config.database_url),  # REGISTRY: process-wide job counters
+                     *([ingester.metrics.registry] if ingester else []),
                      *([scheduler.metrics.registry] if scheduler else [])])
     live, ready = _probes(config, ingester, scheduler, threads)
     server = _api_server(config, metrics, live, ready) if config.api else None
