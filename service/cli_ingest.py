@@ -44,7 +44,7 @@ def ingest_command(client_id: str | None, metrics_addr: str | None, metrics_port
 
     from ingest.consumer import IngestConfig, Ingester
     from ingest.crashpoints import CrashPoints
-    from service.metrics import DatabaseCollector, MetricsServer, Union, database_probe
+    from service.metrics import DatabaseCollector, MetricsServer, SubscriptionCollector, Union, database_probe
     from service.settings import SettingsError, parse_metrics_addr
 
     s = _settings()
@@ -65,7 +65,8 @@ def ingest_command(client_id: str | None, metrics_addr: str | None, metrics_port
     exporter = None
     if address is not None:
         exporter = MetricsServer(
-            address, Union([REGISTRY, ingester.metrics.registry, DatabaseCollector(s.database_url)]),
+            address, Union([REGISTRY, ingester.metrics.registry, DatabaseCollector(s.database_url),
+                            SubscriptionCollector(ingester.connected.is_set)]),
             ready={"database": database_probe(s.database_url),
                    "broker_subscription": lambda: None if ingester.connected.is_set() else "not subscribed yet"})
         click.echo(f"metrics on http://{address}/metrics (health: /healthz, /readyz)", err=True)

@@ -30,8 +30,8 @@ from prometheus_client.registry import Collector
 
 from service.settings import MetricsAddress
 
-__all__ = ["DatabaseCollector", "MetricsServer", "Probe", "SchedulerMetrics", "Union", "database_probe",
-           "probe_report", "ticking_probe"]
+__all__ = ["DatabaseCollector", "MetricsServer", "Probe", "SchedulerMetrics", "SubscriptionCollector", "Union",
+           "database_probe", "probe_report", "ticking_probe"]
 
 #: A probe: ``None`` when healthy, else a short reason a person can act on.
 Probe = Callable[[], str | None]
@@ -113,6 +113,18 @@ class DatabaseCollector:
                 ("fatigue_flags_last_run_timestamp_seconds", "Start of the last weekly flag run", row[2])):
             if value is not None:
                 yield GaugeMetricFamily(name, doc, value=float(value))
+
+
+class SubscriptionCollector:
+    """``fatigue_ingest_subscribed``: 1 while the ingester is connected and subscribed to the broker."""
+
+    def __init__(self, subscribed: Callable[[], bool]) -> None:
+        self.subscribed = subscribed
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """One gauge."""
+        yield GaugeMetricFamily("fatigue_ingest_subscribed", "1 while connected and subscribed to the broker",
+                                value=1 if self.subscribed() else 0)
 
 
 def database_probe(database_url: str, timeout_s: float = 3.0) -> Probe:

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import structlog
 from prometheus_client import REGISTRY
+from prometheus_client.registry import Collector
 
 from features.job import run_features
 from ingest.consumer import IngestConfig, Ingester
@@ -41,6 +42,7 @@ from service.metrics import (
     MetricsServer,
     Probe,
     SchedulerMetrics,
+    SubscriptionCollector,
     Union,
     database_probe,
     ticking_probe,
@@ -215,9 +217,12 @@ def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> int:
         threads["ingester"] = threading.Thread(target=ingester.run, name="ingester")
     if scheduler is not None:
         threads["scheduler"] = threading.Thread(target=scheduler.run, args=(stopping,), name="scheduler")
-    metrics = Union([REGISTRY, DatabaseCollector(config.database_url),  # REGISTRY: process-wide job counters
-                     *([ingester.metrics.registry] if ingester else []),
-                     *([scheduler.metrics.registry] if scheduler else [])])
+    parts: list[Collector] = [REGISTRY, DatabaseCollector(config.database_url)]  # REGISTRY: process-wide
+    if ingester is not None:
+        parts += [ingester.metrics.registry, SubscriptionCollector(ingester.connected.is_set)]
+    if scheduler is not None:
+        parts.append(scheduler.metrics.registry)
+    metrics = Union(parts)
     live, ready = _probes(config, ingester, scheduler, threads)
     server = _api_server(config, metrics, live, ready) if config.api else None
     if server is not None:  # the separate metrics port shows the API's request metrics too
