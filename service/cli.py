@@ -170,7 +170,8 @@ def participants_import(ctx: click.Context, csv_file: Path) -> None:
             summary = enrolment.import_participants(conn, csv_file, settings.tz)
         except enrolment.CsvImportError as exc:
             raise click.ClickException(f"{exc}\nfix these rows and run the import again") from exc
-    click.echo(f"{summary.rows} participant(s): {summary.inserted} new, {summary.updated} updated")
+    click.echo(f"{summary.rows} participant(s): {summary.inserted} new, {summary.updated} updated, "
+               f"{summary.unchanged} unchanged" + ("" if summary.changed else " -- nothing changed"))
     click.echo("next: `fatigue roster import ROSTER.csv`")
 
 
@@ -221,7 +222,8 @@ def roster_import(ctx: click.Context, csv_file: Path) -> None:
             summary = enrolment.import_roster(conn, csv_file)
         except enrolment.CsvImportError as exc:
             raise click.ClickException(f"{exc}\nfix these rows and run the import again") from exc
-    click.echo(f"{summary.rows} duties: {summary.inserted} new, {summary.updated} updated")
+    click.echo(f"{summary.rows} duties: {summary.inserted} new, {summary.updated} updated, "
+               f"{summary.unchanged} unchanged" + ("" if summary.changed else " -- nothing changed"))
     click.echo("next: `fatigue features` once sensor data has arrived")
 
 
