@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from service.cli_common import show_progress
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def models_run(quiet: bool) -> None:
 
     settings = _settings()
     try:
-        summary = run_models(settings.database_url, settings.timezone, progress=not quiet)
+        summary = run_models(settings.database_url, settings.timezone, progress=show_progress(quiet))
     except psycopg.OperationalError as exc:
         raise _db_error(exc) from exc
     click.echo(f"{summary.participants} participant(s), {summary.duties} duties: {summary.rows_changed} row(s) "
