@@ -1,4 +1,15 @@
-"""Table Schema field descriptors (Frictionless) for every released column: type, unit and description."""
+"""The data dictionary: Table Schema field descriptors (Frictionless) for every released column.
+
+Each field has a type, a description and, for quantities, a unit in UCUM case-sensitive syntax (``min``, ``h``,
+``d``, ``wk``, ``ms``, ``%``, ``1/min``; ``1`` for dimensionless numbers such as a logarithm or a score, none for
+codes, labels and counts of things). The dictionary is versioned: :data:`DICTIONARY_VERSION` goes into every
+``datapackage.json`` with :data:`DICTIONARY_CHANGELOG`, and any change to a released column (name, type, unit,
+meaning) bumps the version and adds a changelog line (``tests/exports/test_export_frictionless.py`` holds the
+fingerprint of the current dictionary, so a silent change fails the tests).
+
+References: Unified Code for Units of Measure, https://ucum.org/ucum; Frictionless Table Schema,
+https://specs.frictionlessdata.io/table-schema/.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +17,18 @@ from typing import Any
 
 from exports.policy import AGGREGATE_STATISTICS, AGGREGATE_TOTALS, ExportPolicy
 
-__all__ = ["FIELDS", "table_schema"]
+__all__ = ["DICTIONARY_CHANGELOG", "DICTIONARY_VERSION", "FIELDS", "dictionary_fingerprint", "table_schema"]
+
+#: Semantic version of the data dictionary (major: a column removed or its meaning changed; minor: added or
+#: re-documented; patch: wording).
+DICTIONARY_VERSION = "1.1.0"
+#: (version, what changed), oldest first. No calendar dates: exports must not carry any.
+DICTIONARY_CHANGELOG: tuple[tuple[str, str], ...] = (
+    ("1.0.0", "First released dictionary: participants, daily_features, weekly_flags, aggregates."),
+    ("1.1.0", "Units in UCUM syntax: programme_week 'week' -> 'wk'; ln_rmssd and the HRV baseline 'ln(ms)' -> "
+              "'1' (natural log of a value in ms); dimensionless scores and indices get unit '1'. Values are "
+              "unchanged."),
+)
 
 _N = "integer"
 _F = "number"
@@ -23,7 +45,7 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "weeks_band": (_N, "week", "Horizon band: the participant's rows stop after this programme week (4, 8, 12 "
                               "or 17; the largest band not above the weeks completed at the export)."),
     "programme_day": (_N, "d", "Study day since enrolment, 1 = first programme day (no calendar date)."),
-    "programme_week": (_N, "week", "Programme week, 1 = days 1-7."),
+    "programme_week": (_N, "wk", "Programme week, 1 = days 1-7."),
     "weekday": (_N, "", "Local (Europe/London) weekday of the sleep day, 0 = Monday .. 6 = Sunday."),
     "valid_sleep_day": (_B, "", "Enough wear and a detected main sleep for the day to count."),
     "wear_h": (_F, "h", "Hours of device wear in the sleep day."),
@@ -42,20 +64,20 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "debt_gross_7d_h": (_F, "h", "Gross sleep debt over 7 days."),
     "debt_carry_h": (_F, "h", "Carried-over sleep debt."),
     "sleep_performance_pct": (_F, "%", "Sleep obtained as a percentage of need."),
-    "sri_14d": (_F, "", "Sleep regularity index over 14 days (-100..100)."),
-    "sleep_consistency": (_F, "", "Sleep timing consistency (0-1)."),
+    "sri_14d": (_F, "1", "Sleep regularity index over 14 days (-100..100)."),
+    "sleep_consistency": (_F, "1", "Sleep timing consistency (0-1)."),
     "valid_hrv_night": (_B, "", "Enough clean RR data for night HRV."),
     "rmssd_ms": (_F, "ms", "Night RMSSD, rounded to 1 ms."),
-    "ln_rmssd": (_F, "ln(ms)", "Natural log of the released (rounded) RMSSD."),
+    "ln_rmssd": (_F, "1", "Natural log of the released (rounded) RMSSD in ms (dimensionless)."),
     "sdnn_ms": (_F, "ms", "Night SDNN, rounded to 1 ms."),
     "pnn50_pct": (_F, "%", "Night pNN50."),
     "hrv_source": (_S, "", "'rr' (from RR intervals) or 'device' (device-reported)."),
     "resting_hr_bpm": (_F, "1/min", "Night resting heart rate, rounded to 1 bpm."),
     "rhr_source": (_S, "", "'rr' or 'device'."),
-    "hrv_baseline_mean": (_F, "ln(ms)", "Rolling baseline mean of ln RMSSD."),
-    "hrv_baseline_sd": (_F, "ln(ms)", "Rolling baseline SD of ln RMSSD."),
+    "hrv_baseline_mean": (_F, "1", "Rolling baseline mean of ln RMSSD (RMSSD in ms; dimensionless)."),
+    "hrv_baseline_sd": (_F, "1", "Rolling baseline SD of ln RMSSD (RMSSD in ms; dimensionless)."),
     "rhr_baseline_mean": (_F, "1/min", "Rolling baseline mean of resting heart rate."),
-    "recovery_score": (_F, "", "Recovery score (0-100)."),
+    "recovery_score": (_F, "1", "Recovery score (0-100)."),
     "algorithm_version": (_S, "", "Version of the feature algorithms."),
     "overall_level": (_S, "", "Weekly flag: green, amber, red or insufficient_data."),
     "criteria": (_S, "", "JSON object: criterion code -> level (values and reason text are not released)."),
@@ -91,6 +113,14 @@ def _sdc(name: str, policy: ExportPolicy) -> dict[str, Any] | None:
             sdc["components"] = list(AGGREGATE_TOTALS[name])
         return sdc
     return None
+
+
+def dictionary_fingerprint() -> str:
+    """SHA-256 of the dictionary's content (names, types, units, descriptions): changes when any of them does."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(FIELDS, sort_keys=True).encode()).hexdigest()
 
 
 def table_schema(table: str, policy: ExportPolicy) -> dict[str, Any]:

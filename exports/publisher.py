@@ -4,8 +4,16 @@ Files of a package (``EXT`` is ``parquet`` or ``csv``):
 
 - ``participants.EXT``, ``daily_features.EXT``, ``weekly_flags.EXT``, ``aggregates.EXT``;
 - ``privacy_report.json``: policy version, k achieved, participants and cells suppressed, row counts;
-- ``datapackage.json``: one resource per table with its Table Schema (:mod:`exports.fields`), bytes and
-  SHA-256, plus the privacy report as a JSON resource;
+- ``datapackage.json``: a ``data-package`` (Frictionless) with one ``tabular-data-resource`` per table, its
+  Table Schema from the versioned data dictionary (:mod:`exports.fields`, UCUM units), bytes and SHA-256, plus
+  the privacy report as a plain ``data-resource`` (JSON is not tabular, so the package as a whole is not a
+  ``tabular-data-package``, and it is typed ``json`` so that frictionless does not take a ``*report.json``
+  for one of its own validation reports); ``dataDictionary`` gives the dictionary's version and changelog.
+  The package passes ``frictionless validate`` (tested for CSV and Parquet). Two concessions to frictionless's
+  Parquet reader, which reads through pandas: a Parquet resource declares no ``bytes`` (the reader counts
+  none, so any declared count "mismatches"; the SHA-256 ``hash`` is kept and checked by
+  :mod:`exports.checker`), and its schema lists ``"nan"`` among the missing values (pandas turns a null of an
+  integer column into NaN, which the reader then shows as the text ``nan``);
 - ``manifest.json``: SHA-256 of every other file (written last).
 
 No file holds a calendar date, a timestamp, the project key or any internal identifier.
@@ -24,7 +32,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from exports.fields import table_schema
+from exports.fields import DICTIONARY_CHANGELOG, DICTIONARY_VERSION, table_schema
 from exports.policy import ExportPolicy
 
 __all__ = ["TABLES", "TableWriter", "file_sha256", "write_frame", "write_metadata"]
@@ -104,11 +112,14 @@ def _resource(folder: Path, table: str, fmt: str, policy: ExportPolicy) -> dict[
     path = folder / f"{table}.{fmt}"
     media = "application/vnd.apache.parquet" if fmt == "parquet" else "text/csv"
     res: dict[str, Any] = {"name": table.replace("_", "-"), "path": path.name, "profile": "tabular-data-resource",
-                           "format": fmt, "mediatype": media, "bytes": path.stat().st_size,
-                           "hash": f"sha256:{file_sha256(path)}", "schema": table_schema(table, policy)}
+                           "format": fmt, "mediatype": media, "hash": f"sha256:{file_sha256(path)}",
+                           "schema": table_schema(table, policy)}
     if fmt == "csv":
+        res["bytes"] = path.stat().st_size
         res["encoding"] = "utf-8"
         res["dialect"] = {"delimiter": ",", "header": True}
+    else:
+        res["schema"]["missingValues"] = ["", "nan"]  # see the module docstring
     return res
 
 
@@ -127,13 +138,17 @@ def write_metadata(folder: Path, fmt: str, project: str, report: dict[str, Any],
     """
     _dump(folder / "privacy_report.json", report)
     resources = [_resource(folder, t, fmt, policy) for t in TABLES]
-    resources.append({"name": "privacy-report", "path": "privacy_report.json", "format": "json",
-                      "mediatype": "application/json", "hash": f"sha256:{file_sha256(folder / 'privacy_report.json')}"})
-    package = {"profile": "tabular-data-package", "name": _package_name(project),
+    resources.append({"name": "privacy-report", "path": "privacy_report.json", "profile": "data-resource",
+                      "type": "json", "format": "json", "mediatype": "application/json",
+                      "bytes": (folder / "privacy_report.json").stat().st_size,
+                      "hash": f"sha256:{file_sha256(folder / 'privacy_report.json')}"})
+    package = {"profile": "data-package", "name": _package_name(project),
                "title": f"Fatigue study research export ({project})",
                "description": "Pseudonymised special-category data: use only under the data-sharing agreement, "
                               "in the controlled environment. Programme days and weeks replace calendar dates.",
                "version": policy.version, "licenses": [{"name": "other-closed", "title": "Data-sharing agreement"}],
+               "dataDictionary": {"version": DICTIONARY_VERSION,
+                                  "changelog": [{"version": v, "changes": c} for v, c in DICTIONARY_CHANGELOG]},
                "notes": notes, "resources": resources}
     _dump(folder / "datapackage.json", package)
     hashes = {p.name: file_sha256(p) for p in sorted(folder.iterdir()) if p.name != "manifest.json"}

@@ -48,6 +48,7 @@ REASON_CODES: Final = frozenset(
         "bad_text",
         "empty_payload",
         "unknown_stream",
+        "not_storable",  # valid under its standard's schema, but the service cannot store it (docs/contract.md)
     }
 )
 

@@ -1,5 +1,6 @@
 """The model job: raw sleep + roster -> three-process duty exposure -> ``derived.duty_exposure``; the sleepiness
-model's train / evaluate / score jobs are in `models.job_sleepiness` and re-exported here.
+model's train / evaluate / score jobs are in `models.job_sleepiness` (not imported here, so that the
+three-process job, the scheduler and the CLI never load scikit-learn).
 
 `run_models` recomputes **every** non-withdrawn participant on each run (a full recompute: the feature job
 clears ``ingest.dirty_days`` when it runs, so dirty marks cannot be relied on here, and the TPM state carries
@@ -30,18 +31,9 @@ from tqdm import tqdm
 
 from models import job_io
 from models.exposure import MODEL_VERSION, DutyExposure, duty_exposure
-from models.job_sleepiness import (
-    InsufficientTrainingDataError,
-    ScoreSummary,
-    TrainSummary,
-    evaluate_sleepiness,
-    score_sleepiness,
-    train_sleepiness,
-)
 from models.three_process import EPOCH_S
 
-__all__ = ["WARMUP_DAYS", "InsufficientTrainingDataError", "ModelRunSummary", "ScoreSummary", "TrainSummary",
-           "evaluate_sleepiness", "run_models", "score_sleepiness", "train_sleepiness"]
+__all__ = ["WARMUP_DAYS", "ModelRunSummary", "run_models"]
 
 WARMUP_DAYS = 4.0
 EXPOSURE_COLUMNS = ("participant_id", "start_ts", "end_ts", "minutes_kss_ge7", "minutes_kss_ge8", "peak_kss",

@@ -124,7 +124,8 @@ def require_role(principal: Principal, role: str, st: ApiState, resource: str) -
     if principal.role != role:
         audit(st, AuditEvent(principal.token_id, principal.role, "wrong_role", resource,
                              principal.force_id, principal.project, allowed=False))
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this resource needs a {role} token")
+        article = "an" if role[:1] in "aeiou" else "a"
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"this resource needs {article} {role} token")
 
 
 def require_scope(principal: Principal, role: str, st: ApiState, resource: str, *, force_id: str | None = None,

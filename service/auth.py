@@ -19,9 +19,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
-
-import psycopg
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "MAX_LIFETIME", "ROLES", "TOKEN_PREFIX", "Principal", "TokenError", "TokenInfo", "create_token",
@@ -36,7 +34,10 @@ _SCOPE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _LIFETIME_RE = re.compile(r"^([1-9][0-9]{0,4})([hdw])$")
 _UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
-Conn = psycopg.Connection[Any]
+if TYPE_CHECKING:
+    import psycopg
+
+    Conn = psycopg.Connection[Any]
 
 
 class TokenError(ValueError):
@@ -122,13 +123,15 @@ def create_token(conn: Conn, role: str, lifetime: timedelta, *, force_id: str | 
         raise TokenError(f"lifetime must be positive and at most {MAX_LIFETIME.days} days")
     if len(label) > 200 or any(ord(ch) < 32 for ch in label):
         raise TokenError("label: at most 200 printable characters")
+    from psycopg import errors  # late: the CLI imports ROLES at start-up without the driver
+
     token = new_token()
     try:
         row = conn.execute(
             "INSERT INTO access.tokens (token_sha256, role, force_id, project, label, expires_at) "
             "VALUES (%s, %s, %s, %s, %s, now() + %s) RETURNING token_id",
             (hash_token(token), role, force_id, project, label, lifetime)).fetchone()
-    except psycopg.errors.ForeignKeyViolation as exc:
+    except errors.ForeignKeyViolation as exc:
         raise TokenError(f"no force {force_id!r}; enrol the force first") from exc
     assert row is not None
     return row[0], token

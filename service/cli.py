@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import psycopg
 
-from service.logs import configure_logging
 from service.settings import Settings, SettingsError, load_settings
-from store import enrolment
-from store.maintenance import maintenance_summary, run_maintenance
-from store.migrate import MigrationError, migrate, status
+
+if TYPE_CHECKING:
+    import psycopg
 
 HELP = """Police fatigue-study data service.
 
@@ -28,11 +26,17 @@ Typical order of work:
   fatigue ingest                          consume sensor messages from MQTT
   fatigue features                        compute daily features for new data
   fatigue flags                           issue weekly fatigue flags
-  fatigue export --project NAME --out DIR anonymised research export
+  fatigue export run --project NAME --out DIR
+                                          anonymised research export
 
 Configuration comes from FATIGUE_* environment variables (see README, "Configuration").
 Run `fatigue COMMAND --help` for details of each command.
 """
+
+# Start-up cost: `fatigue --version` and `--help` must stay well under 0.3 s, so this module and every area
+# module import only click and the settings at module level; database drivers, NumPy, pandas, SciPy,
+# scikit-learn, FastAPI and the jobs are imported inside the commands that use them
+# (tests/service/test_cli_startup.py checks it).
 
 # Command groups contributed by other packages' CLI modules; each has register(group).
 AREA_MODULES: tuple[str, ...] = (
@@ -50,6 +54,8 @@ def settings_of(ctx: click.Context) -> Settings:
 
 def connect(settings: Settings) -> psycopg.Connection[tuple[Any, ...]]:
     """Open an autocommit connection or fail with a message that says what to check."""
+    import psycopg
+
     try:
         return psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
@@ -66,6 +72,8 @@ def main(ctx: click.Context) -> None:
         ctx.obj = load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
+    from service.logs import configure_logging
+
     configure_logging(ctx.obj.log_level)
 
 
@@ -78,6 +86,10 @@ def db() -> None:
 @click.pass_context
 def db_migrate(ctx: click.Context) -> None:
     """Apply pending numbered migrations (safe to run twice)."""
+    import psycopg
+
+    from store.migrate import MigrationError, migrate
+
     settings = settings_of(ctx)
     try:
         applied = migrate(settings.database_url)
@@ -97,6 +109,10 @@ def db_migrate(ctx: click.Context) -> None:
 @click.pass_context
 def db_status(ctx: click.Context) -> None:
     """Show applied and pending migrations and how raw streams are stored."""
+    import psycopg
+
+    from store.migrate import status
+
     settings = settings_of(ctx)
     try:
         st = status(settings.database_url)
@@ -122,6 +138,10 @@ def db_maintain(ctx: click.Context, months_ahead: int) -> None:
     TimescaleDB: run every overdue compression or retention policy job with CALL run_job. Exits 1 when a job
     failed or is unhealthy (overdue or paused), after reporting what it did.
     """
+    import psycopg
+
+    from store.maintenance import maintenance_summary, run_maintenance
+
     settings = settings_of(ctx)
     with connect(settings) as conn:
         try:
@@ -148,13 +168,16 @@ def participants_import(ctx: click.Context, csv_file: Path) -> None:
     Columns: force_id, staff_ref, role_group, age_band, sex, programme_start, consent_manager,
     consent_research, device_ids (';'-separated), gateway_id.
     """
+    from store import enrolment
+
     settings = settings_of(ctx)
     with connect(settings) as conn:
         try:
             summary = enrolment.import_participants(conn, csv_file, settings.tz)
         except enrolment.CsvImportError as exc:
             raise click.ClickException(f"{exc}\nfix these rows and run the import again") from exc
-    click.echo(f"{summary.rows} participant(s): {summary.inserted} new, {summary.updated} updated")
+    click.echo(f"{summary.rows} participant(s): {summary.inserted} new, {summary.updated} updated, "
+               f"{summary.unchanged} unchanged" + ("" if summary.changed else " -- nothing changed"))
     click.echo("next: `fatigue roster import ROSTER.csv`")
 
 
@@ -165,6 +188,8 @@ def participants_import(ctx: click.Context, csv_file: Path) -> None:
 @click.pass_context
 def participants_withdraw(ctx: click.Context, participant: str, erase: bool, yes: bool) -> None:
     """Withdraw PARTICIPANT (internal id or FORCE/STAFF_REF); with --erase delete their data."""
+    from store import enrolment
+
     settings = settings_of(ctx)
     with connect(settings) as conn:
         try:
@@ -195,13 +220,16 @@ def roster_import(ctx: click.Context, csv_file: Path) -> None:
 
     Columns: force_id, staff_ref, start, end (RFC 3339 with offset), shift_type, overtime.
     """
+    from store import enrolment
+
     settings = settings_of(ctx)
     with connect(settings) as conn:
         try:
             summary = enrolment.import_roster(conn, csv_file)
         except enrolment.CsvImportError as exc:
             raise click.ClickException(f"{exc}\nfix these rows and run the import again") from exc
-    click.echo(f"{summary.rows} duties: {summary.inserted} new, {summary.updated} updated")
+    click.echo(f"{summary.rows} duties: {summary.inserted} new, {summary.updated} updated, "
+               f"{summary.unchanged} unchanged" + ("" if summary.changed else " -- nothing changed"))
     click.echo("next: `fatigue features` once sensor data has arrived")
 
 

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import psycopg
 
-from service.auth import ROLES, TokenError, create_token, list_tokens, parse_lifetime, revoke_token
-from service.mqtt_acl import AclError, generate
+from service.auth import ROLES
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = ["register"]
 
@@ -27,6 +28,8 @@ def _settings() -> Settings:
 
 
 def _connect() -> psycopg.Connection[Any]:
+    import psycopg
+
     try:
         return psycopg.connect(_settings().database_url, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
@@ -47,6 +50,8 @@ def token_group() -> None:
 @click.option("--label", default="", help="Who or what holds it (no personal data needed).")
 def token_create(role: str, force_id: str | None, project: str | None, expires: str, label: str) -> None:
     """Create a token and print it once; only its SHA-256 hash is stored."""
+    from service.auth import TokenError, create_token, parse_lifetime
+
     try:
         lifetime = parse_lifetime(expires)
         with _connect() as conn:
@@ -62,6 +67,8 @@ def token_create(role: str, force_id: str | None, project: str | None, expires: 
 @token_group.command("list")
 def token_list() -> None:
     """List tokens (ids, roles, scopes, expiry; never the tokens)."""
+    from service.auth import list_tokens
+
     with _connect() as conn:
         infos = list_tokens(conn)
     if not infos:
@@ -76,6 +83,8 @@ def token_list() -> None:
 @click.argument("token_id", type=click.UUID)
 def token_revoke(token_id: uuid.UUID) -> None:
     """Revoke the token with id TOKEN_ID now."""
+    from service.auth import revoke_token
+
     with _connect() as conn:
         if not revoke_token(conn, token_id):
             raise click.ClickException(f"no active token {token_id}; see `fatigue token list`")
@@ -87,6 +96,8 @@ def token_revoke(token_id: uuid.UUID) -> None:
               help="Folder for passwd, acl and credentials.txt.")
 def mqtt_acl(out_dir: Path) -> None:
     """Write Mosquitto's password file and ACL from the gateways and forces in the database."""
+    from service.mqtt_acl import AclError, generate
+
     settings = _settings()
     try:
         with _connect() as conn:

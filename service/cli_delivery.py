@@ -17,9 +17,9 @@ import uuid
 
 import click
 
-from exports.fulfil import approve_request, reject_request
-from risk.delivery import CHANNELS, cancel_deliveries, list_deliveries, retry_deliveries
 from service.cli import connect, settings_of
+
+CHANNELS = ("outbox", "mqtt", "email")  # risk.delivery.CHANNELS, repeated so that --help imports nothing heavy
 
 __all__ = ["register"]
 
@@ -43,6 +43,8 @@ def deliveries_group() -> None:
 @click.option("--week", default=None, callback=_week, help="ISO week, e.g. 2026-W11.")
 def list_command(state: str | None, force_id: str | None, week: str | None) -> None:
     """List report deliveries (newest week first), with attempts, last error and next attempt."""
+    from risk.delivery import list_deliveries
+
     with connect(settings_of(click.get_current_context())) as conn:
         rows = list_deliveries(conn, state=state, force_id=force_id, iso_week=week)
     if not rows:
@@ -70,6 +72,8 @@ def _target(force_id: str, week: str, channel: str | None) -> str:
 @click.option("--channel", type=click.Choice(CHANNELS), default=None, help="Default: every pending channel.")
 def cancel_command(force_id: str, week: str, channel: str | None) -> None:
     """Cancel pending deliveries of one force's weekly report (delivered ones stay as they are)."""
+    from risk.delivery import cancel_deliveries
+
     with connect(settings_of(click.get_current_context())) as conn:
         n = cancel_deliveries(conn, force_id, week, channel, getpass.getuser())
     if not n:
@@ -84,6 +88,8 @@ def cancel_command(force_id: str, week: str, channel: str | None) -> None:
 @click.option("--channel", type=click.Choice(CHANNELS), default=None, help="Default: every pending channel.")
 def retry_command(force_id: str, week: str, channel: str | None) -> None:
     """Make pending deliveries due now (the next scheduler tick tries them)."""
+    from risk.delivery import retry_deliveries
+
     with connect(settings_of(click.get_current_context())) as conn:
         n = retry_deliveries(conn, force_id, week, channel)
     if not n:
@@ -116,6 +122,8 @@ def requests_list(status: str | None) -> None:
 @click.option("--approver", default=None, help="Who approves (recorded in the export ledger); default: you.")
 def approve_command(request_id: uuid.UUID, approver: str | None) -> None:
     """Approve a request; `fatigue serve` then runs the export into the exports folder."""
+    from exports.fulfil import approve_request
+
     with connect(settings_of(click.get_current_context())) as conn:
         ok = approve_request(conn, str(request_id), approver or getpass.getuser())
     if not ok:
@@ -128,6 +136,8 @@ def approve_command(request_id: uuid.UUID, approver: str | None) -> None:
 @click.option("--reason", required=True, help="Shown to the researcher (no personal data).")
 def reject_command(request_id: uuid.UUID, reason: str) -> None:
     """Reject a request that has not started."""
+    from exports.fulfil import reject_request
+
     with connect(settings_of(click.get_current_context())) as conn:
         ok = reject_request(conn, str(request_id), reason)
     if not ok:

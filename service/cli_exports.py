@@ -15,9 +15,6 @@ from typing import Any
 
 import click
 
-from exports.job import ExportRequest, run_export, verify_delivery
-from exports.policy import ExportRefusedError
-
 __all__ = ["register"]
 
 
@@ -43,6 +40,9 @@ def export_group() -> None:
 def export_run(project: str, out: Path, from_week: int, to_week: int, fmt: str, requester: str | None,
                approver: str | None) -> None:
     """Write a checked, ledger-recorded Frictionless data package of the consenting, non-withdrawn cohort."""
+    from exports.job import ExportRequest, run_export
+    from exports.policy import ExportRefusedError
+
     settings = _settings()
     key = getattr(settings, "pseudonym_key", None)
     if not key:
@@ -69,6 +69,8 @@ def export_run(project: str, out: Path, from_week: int, to_week: int, fmt: str, 
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def export_verify(folder: Path) -> None:
     """Check a delivered folder against the export ledger (file hashes and the hash chain)."""
+    from exports.job import verify_delivery
+
     result = verify_delivery(_settings().database_url, folder)
     if not result.ok:
         raise click.ClickException("verification failed: " + "; ".join(result.problems))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from features.job import run_features
+from service.cli_common import show_progress
 from service.settings import Settings
 
 
@@ -17,9 +17,11 @@ def features_command(full: bool, quiet: bool) -> None:
     By default only participants with new data since the last run (and every rolling window after it) are
     recomputed; the job is safe to run twice.
     """
+    from features.job import run_features
+
     settings = click.get_current_context().find_root().obj
     assert isinstance(settings, Settings)
-    summary = run_features(settings.database_url, settings.timezone, full=full, progress=not quiet)
+    summary = run_features(settings.database_url, settings.timezone, full=full, progress=show_progress(quiet))
     click.echo(f"{summary.participants} participant(s): {summary.days_written} day rows and "
                f"{summary.duties_written} duty rows written in {summary.seconds:.1f} s")
     click.echo("next: `fatigue models run`, then `fatigue flags`")

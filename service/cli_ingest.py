@@ -8,12 +8,7 @@ from pathlib import Path
 from types import FrameType
 
 import click
-import psycopg
-from prometheus_client import start_http_server
 
-from ingest.consumer import IngestConfig, Ingester
-from ingest.crashpoints import CrashPoints
-from ingest.quarantine import replay_quarantine
 from service.settings import Settings
 
 
@@ -27,21 +22,38 @@ def _settings() -> Settings:
 @click.option("--client-id", default=None,
               help="Stable MQTT client id; the broker keeps this id's session across restarts. "
                    "Default: fatigue-ingest-<group>-<hostname>.")
-@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus metrics on this port.")
+@click.option("--metrics-addr", default=None, metavar="HOST:PORT",
+              help="Serve /metrics, /healthz and /readyz here (overrides FATIGUE_METRICS_ADDR; ':9101' = every "
+                   "interface, '127.0.0.1:9101' = loopback only, 'off' = none).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None, hidden=True,
+              help="Old spelling of --metrics-addr :PORT (every interface).")
 @click.option("--batch-size", type=int, default=200, show_default=True, help="Messages per transaction.")
 @click.option("--batch-age", type=float, default=0.2, show_default=True, help="Seconds before a batch flushes.")
 @click.option("--receive-maximum", type=int, default=1000, show_default=True,
               help="Unacknowledged messages the broker may send at once.")
 @click.option("--idle-exit", type=float, default=None, help="Exit after this many idle seconds (for jobs).")
 @click.option("--trace", type=click.Path(path_type=Path), default=None, hidden=True)
-def ingest_command(client_id: str | None, metrics_port: int | None, batch_size: int, batch_age: float,
-                   receive_maximum: int, idle_exit: float | None, trace: Path | None) -> None:
+def ingest_command(client_id: str | None, metrics_addr: str | None, metrics_port: int | None, batch_size: int,
+                   batch_age: float, receive_maximum: int, idle_exit: float | None, trace: Path | None) -> None:
     """Consume sensor messages from MQTT into the database (runs until SIGTERM).
 
     Subscribes with QoS 1 to $share/<FATIGUE_INGEST_GROUP>/fatigue/v1/+/+/+ and acknowledges each message
     only after its rows, or its dead letter, are committed. Run several with the same group to share load.
     """
+    from prometheus_client import REGISTRY
+
+    from ingest.consumer import IngestConfig, Ingester
+    from ingest.crashpoints import CrashPoints
+    from service.metrics import DatabaseCollector, MetricsServer, SubscriptionCollector, Union, database_probe
+    from service.settings import SettingsError, parse_metrics_addr
+
     s = _settings()
+    try:
+        address = parse_metrics_addr(metrics_addr, "--metrics-addr") if metrics_addr else s.metrics_addr
+    except SettingsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--metrics-addr") from exc
+    if metrics_port:
+        address = parse_metrics_addr(f":{metrics_port}")
     mq = s.mqtt
     config = IngestConfig(
         database_url=s.database_url, mqtt_host=mq.host, mqtt_port=mq.port,
@@ -50,8 +62,14 @@ def ingest_command(client_id: str | None, metrics_port: int | None, batch_size: 
         receive_maximum=receive_maximum, batch_size=batch_size, batch_age_s=batch_age, trace_path=trace,
         max_lateness_days=s.ingest_max_lateness_days)
     ingester = Ingester(config, crash=CrashPoints(s.crash_points))
-    if metrics_port:
-        start_http_server(metrics_port, addr="127.0.0.1", registry=ingester.metrics.registry)
+    exporter = None
+    if address is not None:
+        exporter = MetricsServer(
+            address, Union([REGISTRY, ingester.metrics.registry, DatabaseCollector(s.database_url),
+                            SubscriptionCollector(ingester.connected.is_set)]),
+            ready={"database": database_probe(s.database_url),
+                   "broker_subscription": lambda: None if ingester.connected.is_set() else "not subscribed yet"})
+        click.echo(f"metrics on http://{address}/metrics (health: /healthz, /readyz)", err=True)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         ingester.stop()
@@ -60,7 +78,11 @@ def ingest_command(client_id: str | None, metrics_port: int | None, batch_size: 
     signal.signal(signal.SIGINT, _stop)
     click.echo(f"ingesting from {mq.host}:{mq.port} as {config.client_id} (group {config.group}); "
                "stop with Ctrl-C or SIGTERM", err=True)
-    totals = ingester.run(idle_exit_s=idle_exit)
+    try:
+        totals = ingester.run(idle_exit_s=idle_exit)
+    finally:
+        if exporter is not None:
+            exporter.close()
     click.echo(f"stopped: {totals.stored} messages, {totals.samples} samples stored, "
                f"{sum(totals.dead.values())} dead-lettered, {totals.quarantined} quarantined, "
                f"{totals.duplicates} duplicates absorbed", err=True)
@@ -74,6 +96,10 @@ def quarantine_group() -> None:
 @quarantine_group.command("replay")
 def quarantine_replay() -> None:
     """Ingest quarantined messages whose device is now enrolled."""
+    import psycopg
+
+    from ingest.quarantine import replay_quarantine
+
     s = _settings()
     try:
         conn = psycopg.connect(s.database_url, autocommit=False, connect_timeout=10)

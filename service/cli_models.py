@@ -12,19 +12,15 @@ Wire with ``service.cli_models.register(main)`` (add ``"service.cli_models"`` to
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import psycopg
 
-from models.job import (
-    InsufficientTrainingDataError,
-    evaluate_sleepiness,
-    run_models,
-    score_sleepiness,
-    train_sleepiness,
-)
-from models.persistence import ModelMismatchError
+from service.cli_common import show_progress
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    import psycopg
 
 __all__ = ["register"]
 
@@ -55,9 +51,13 @@ def models_run(quiet: bool) -> None:
     Warm-up duties (first 4 days of each participant's simulation) are written with empty exposure; safe to
     run twice.
     """
+    import psycopg
+
+    from models.job import run_models  # the three-process model only: no scikit-learn
+
     settings = _settings()
     try:
-        summary = run_models(settings.database_url, settings.timezone, progress=not quiet)
+        summary = run_models(settings.database_url, settings.timezone, progress=show_progress(quiet))
     except psycopg.OperationalError as exc:
         raise _db_error(exc) from exc
     click.echo(f"{summary.participants} participant(s), {summary.duties} duties: {summary.rows_changed} row(s) "
@@ -71,6 +71,10 @@ def models_run(quiet: bool) -> None:
               help="Model file to write (a JSON sidecar FILE.json is written next to it).")
 def models_train(out: Path) -> None:
     """Fit the sleepiness model (KSS >= 7) on all self-reports and save it with its training-data hash."""
+    import psycopg
+
+    from models.job_sleepiness import InsufficientTrainingDataError, train_sleepiness
+
     settings = _settings()
     try:
         summary = train_sleepiness(settings.database_url, out, settings.timezone)
@@ -89,6 +93,10 @@ def models_train(out: Path) -> None:
               help="Grouped cross-validation folds (participants never span folds).")
 def models_evaluate(splits: int) -> None:
     """Cross-validate the sleepiness model by participant and compare it with the three-process model alone."""
+    import psycopg
+
+    from models.job_sleepiness import InsufficientTrainingDataError, evaluate_sleepiness
+
     settings = _settings()
     try:
         ev = evaluate_sleepiness(settings.database_url, settings.timezone, n_splits=splits)
@@ -107,6 +115,11 @@ def models_evaluate(splits: int) -> None:
               help="Model file written by `fatigue models train`.")
 def models_score(model: Path) -> None:
     """Write P(KSS >= 7) for every participant-day into derived.sleepiness_scores (refuses mismatched models)."""
+    import psycopg
+
+    from models.job_sleepiness import score_sleepiness
+    from models.persistence import ModelMismatchError
+
     settings = _settings()
     try:
         summary = score_sleepiness(settings.database_url, model, settings.timezone)

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import click
-import psycopg
 
-from risk.job import run_flags
-from risk.programme import ProgrammeError, load_programme
-from risk.publisher import MqttTarget, iso_week_bounds, make_weekly_report
+if TYPE_CHECKING:
+    import psycopg
+
+    from risk.publisher import MqttTarget
 
 __all__ = ["register"]
 
@@ -27,6 +27,8 @@ def _settings() -> Any:
 
 
 def _connect(url: str) -> psycopg.Connection[Any]:
+    import psycopg
+
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
@@ -36,6 +38,8 @@ def _connect(url: str) -> psycopg.Connection[Any]:
 
 
 def _programme(path: Path | None) -> Any:
+    from risk.programme import ProgrammeError, load_programme
+
     try:
         return load_programme(path)
     except ProgrammeError as exc:
@@ -43,6 +47,8 @@ def _programme(path: Path | None) -> Any:
 
 
 def _mqtt_target(url: str | None) -> MqttTarget | None:
+    from risk.publisher import MqttTarget
+
     if not url:
         return None
     parts = urlsplit(url)
@@ -58,6 +64,8 @@ def _mqtt_target(url: str | None) -> MqttTarget | None:
               default=None, help="Programme TOML (default: the packaged programme_v1.toml).")
 def flags_command(as_of: datetime | None, programme_path: Path | None) -> None:
     """Issue weekly fatigue flags for closed programme weeks (safe to run twice; late data makes revisions)."""
+    from risk.job import run_flags
+
     s = _settings()
     programme = _programme(programme_path)
     day = as_of.date() if as_of else datetime.now(ZoneInfo(s.timezone)).date()
@@ -82,6 +90,8 @@ def flags_command(as_of: datetime | None, programme_path: Path | None) -> None:
               default=None, help="Programme TOML (labels and thresholds in the report).")
 def report_command(week: str | None, force_id: str, outbox: Path | None, programme_path: Path | None) -> None:
     """Write a force's weekly report (HTML + CSV) to the outbox, announce it on MQTT, e-mail it if configured."""
+    from risk.publisher import iso_week_bounds, make_weekly_report
+
     s = _settings()
     if week is None:
         today = datetime.now(ZoneInfo(s.timezone)).date()

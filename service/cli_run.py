@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import socket
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import click
 
-from ingest.consumer import IngestConfig
-from risk.publisher import MqttTarget
-from service.logs import configure_logging
+from service.cli_common import lateness_warning, show_progress
 from service.settings import DEFAULT_DATABASE_URL, DEFAULT_MQTT_URL, Settings
 
 __all__ = ["register"]
@@ -25,8 +24,8 @@ def _settings() -> Settings:
 @click.command("simulate")
 @click.option("--participants", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--days", type=click.IntRange(2), default=120, show_default=True)
-@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default="2025-03-03", show_default=True,
-              help="Local programme start date.")
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Local programme start date (default: the Monday that makes the programme end 1-7 days ago).")
 @click.option("--seed", type=int, default=0, show_default=True, help="One seed gives byte-identical output.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write participants.csv, roster.csv, truth/ and messages.bin here.")
@@ -36,7 +35,7 @@ def _settings() -> Settings:
 @click.option("--speed", type=float, default=None, help="Time acceleration (default: as fast as acknowledged).")
 @click.option("--no-faults", is_flag=True, help="Clean data: no device or transport faults.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def simulate_command(participants: int, days: int, start: datetime, seed: int, out: Path | None, publish: bool,
+def simulate_command(participants: int, days: int, start: datetime | None, seed: int, out: Path | None, publish: bool,
                      replay: Path | None, speed: float | None, no_faults: bool, quiet: bool) -> None:
     """Simulate a seeded police cohort: write files (--out), publish live (--publish) or replay a log (--replay).
 
@@ -49,12 +48,22 @@ def simulate_command(participants: int, days: int, start: datetime, seed: int, o
 
     if not (out or publish or replay):
         raise click.UsageError("give --out DIR, --publish or --replay FILE")
-    argv = ["--participants", str(participants), "--days", str(days), "--start", start.date().isoformat(),
+    from service.demo import demo_start_date  # the same default as the demo: the programme ended last week
+
+    settings = _settings()
+    today = date.today()
+    first_day = start.date() if start else demo_start_date(today, days)
+    if replay:
+        first_day = _replayed_start(replay) or first_day
+    warning = lateness_warning(first_day, today, settings.ingest_max_lateness_days)
+    if warning:
+        click.echo(warning, err=True)
+    argv = ["--participants", str(participants), "--days", str(days), "--start", first_day.isoformat(),
             "--seed", str(seed)]
     if out:
         argv += ["--out", str(out)]
     if publish or replay:
-        mq = _settings().mqtt
+        mq = settings.mqtt
         if mq.tls or mq.username:
             raise click.ClickException("the simulator publishes without TLS or login; point FATIGUE_MQTT_URL at a "
                                        "plain mqtt:// listener (e.g. a private Mosquitto) to publish")
@@ -65,7 +74,7 @@ def simulate_command(participants: int, days: int, start: datetime, seed: int, o
         argv += ["--speed", str(speed)]
     if no_faults:
         argv.append("--no-faults")
-    if quiet:
+    if not show_progress(quiet):
         argv.append("--quiet")
     code = cli_entry(argv)
     if code:
@@ -74,6 +83,15 @@ def simulate_command(participants: int, days: int, start: datetime, seed: int, o
         click.echo(f"next: `fatigue participants import {out}/participants.csv`, "
                    f"`fatigue roster import {out}/roster.csv`, then `fatigue simulate --replay "
                    f"{out}/messages.bin` with `fatigue ingest` running")
+
+
+def _replayed_start(messages: Path) -> date | None:
+    """The programme start recorded in the ``manifest.json`` beside a replayed ``messages.bin``, if any."""
+    try:
+        manifest = json.loads((messages.parent / "manifest.json").read_text(encoding="utf-8"))
+        return date.fromisoformat(manifest["params"]["start_date"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @click.command("demo")
@@ -95,6 +113,7 @@ def demo_command(participants: int, forces: int, days: int, folder: Path, seed: 
                  broker: str, services: str) -> None:
     """See it work: private services, a simulated cohort over MQTT, features, models, flags, reports, export."""
     from service.demo import DemoOptions, format_summary, run_demo
+    from service.logs import configure_logging
 
     s = _settings()
     if s.log_level != "debug":
@@ -104,7 +123,7 @@ def demo_command(participants: int, forces: int, days: int, folder: Path, seed: 
     mq = s.mqtt
     opts = DemoOptions(participants=participants, forces=forces, days=days, folder=folder, seed=seed, keep=keep,
                        broker=broker, timezone=s.timezone, ingest_group=s.ingest_group,
-                       client_id=f"fatigue-demo-{socket.gethostname()}")
+                       client_id=f"fatigue-demo-{socket.gethostname()}", progress=show_progress(False))
     try:
         summary = run_demo(opts, database_url=s.database_url if configured_db else None,
                            mqtt_url=s.mqtt_url if configured_mq else None, mqtt_host=mq.host, mqtt_port=mq.port,
@@ -132,6 +151,8 @@ def demo_command(participants: int, forces: int, days: int, folder: Path, seed: 
 def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | None, every: float, weekly: str,
                   host: str, port: int, retry_base: float) -> None:
     """Run the ingester, the scheduler and the API in one process (or a subset); SIGTERM stops it cleanly."""
+    from ingest.consumer import IngestConfig
+    from risk.publisher import MqttTarget
     from service.serve import ServeConfig, WeeklySlot, serve
 
     s = _settings()
@@ -151,7 +172,8 @@ def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | Non
                          smtp_url=s.smtp_url, api=api, api_host=host, api_port=port, log_level=s.log_level,
                          exports_dir=s.exports_dir, pseudonym_key=s.pseudonym_key,
                          key_version=s.pseudonym_key_version, retry_base_s=retry_base,
-                         api_admin_database_url=s.api_admin_database_url)
+                         api_admin_database_url=s.api_admin_database_url,
+                         metrics_addr=s.metrics_addr)
     code = serve(config, echo=lambda line: click.echo(line, err=True))
     if code:
         raise SystemExit(code)

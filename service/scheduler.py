@@ -44,6 +44,7 @@ from risk.delivery import DeliveryConfig, backoff_s, deliver_due, enqueue_report
 from risk.job import run_flags
 from risk.programme import load_programme
 from risk.publisher import MqttTarget
+from service.settings import MetricsAddress
 from store.job_metrics import maintain
 
 __all__ = ["FatalError", "Scheduler", "ServeConfig", "WeeklySlot"]
@@ -100,6 +101,7 @@ class ServeConfig:
     log_level: str = "info"
     exports_dir: Path = Path("var/exports")
     api_admin_database_url: str | None = None
+    metrics_addr: MetricsAddress | None = None
     pseudonym_key: bytes | None = field(default=None, repr=False)
     key_version: int = 1
     retry_base_s: float = 60.0

@@ -32,10 +32,22 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
-from prometheus_client import Counter
+from prometheus_client import REGISTRY, Counter
+from prometheus_client.registry import Collector
 
 from ingest.consumer import IngestConfig, Ingester
+from service.metrics import (
+    DatabaseCollector,
+    MetricsServer,
+    Probe,
+    SchedulerMetrics,
+    SubscriptionCollector,
+    Union,
+    database_probe,
+    ticking_probe,
+)
 from service.scheduler import FatalError, Scheduler, ServeConfig, WeeklySlot
+from store.job_metrics import JobHealthCollector
 
 __all__ = ["FatalError", "Scheduler", "ServeConfig", "WeeklySlot", "broker_refusal", "serve"]
 
@@ -79,13 +91,58 @@ def broker_refusal(ingest: IngestConfig, timeout_s: float = 10.0) -> str | None:
     return _REFUSED.get(got[0]) if got else None
 
 
-def _api_server(config: ServeConfig) -> Any:
+class _ObservedScheduler(Scheduler):
+    """The scheduler, recording each tick (``fatigue_scheduler_last_tick_timestamp_seconds``, liveness)."""
+
+    def __init__(self, config: ServeConfig, metrics: SchedulerMetrics) -> None:
+        super().__init__(config)
+        self.metrics = metrics
+
+    def tick(self, now: Any = None) -> None:
+        self.metrics.ticked()
+        super().tick(now)
+
+
+class _CurrentIngester:
+    """The ingester's metrics and subscription state, following restarts of the ingester part."""
+
+    def __init__(self) -> None:
+        self.current: Ingester | None = None
+
+    def subscribed(self) -> bool:
+        return self.current is not None and self.current.connected.is_set()
+
+    def collect(self) -> Any:
+        """The current ingester's metric families (none before it first starts)."""
+        if self.current is not None:
+            yield from self.current.metrics.registry.collect()
+
+
+def _thread_probe(part: _Part) -> Probe:
+    return lambda: None if part.thread is not None and part.thread.is_alive() else "stopped"
+
+
+def _probes(config: ServeConfig, ingester: _CurrentIngester | None, scheduler: _ObservedScheduler | None,
+            parts: list[_Part]) -> tuple[dict[str, Probe], dict[str, Probe]]:
+    """Liveness (parts running) and readiness (database, broker subscription) probes of this process."""
+    live: dict[str, Probe] = {f"{p.name}_thread": _thread_probe(p) for p in parts if p.name != "api"}
+    ready: dict[str, Probe] = {"database": database_probe(config.database_url)}
+    if scheduler is not None:
+        live["scheduler_ticking"] = ticking_probe(lambda: scheduler.metrics.last_tick_at, config.every_s)
+    if ingester is not None:
+        ready["broker_subscription"] = lambda: None if ingester.subscribed() else (
+            "not connected and subscribed to the broker; check FATIGUE_MQTT_URL and the broker")
+    return live, ready
+
+
+def _api_server(config: ServeConfig, metrics: Union, live: dict[str, Probe], ready: dict[str, Probe]) -> Any:
     import uvicorn
 
     from service.api import create_app
 
     app = create_app(config.database_url, config.outbox_dir, exports_dir=config.exports_dir,
-                     admin_database_url=config.api_admin_database_url)
+                     admin_database_url=config.api_admin_database_url, metrics_sources=metrics.parts,
+                     live_probes=live, ready_probes=ready)
     return uvicorn.Server(uvicorn.Config(app, host=config.api_host, port=config.api_port, access_log=False,
                                          log_level=config.log_level, server_header=False))
 
@@ -107,25 +164,36 @@ class _Part:
         self.thread.start()
 
 
-def _parts(config: ServeConfig, stopping: threading.Event,
-           scheduler: Scheduler | None) -> tuple[list[_Part], Any]:
+def _parts(config: ServeConfig, stopping: threading.Event, scheduler: _ObservedScheduler | None,
+           ingester: _CurrentIngester | None) -> list[_Part]:
     parts: list[_Part] = []
-    server = _api_server(config) if config.api else None
-    if config.ingest is not None:
+    if config.ingest is not None and ingester is not None:
         ingest = config.ingest
-        holder: dict[str, Ingester] = {}
 
         def make_ingester() -> threading.Thread:
-            holder["i"] = Ingester(ingest)
-            return threading.Thread(target=holder["i"].run, name="ingester")
+            ingester.current = Ingester(ingest)
+            return threading.Thread(target=ingester.current.run, name="ingester")
 
-        parts.append(_Part("ingester", make_ingester, True, stop=[lambda: holder["i"].stop()]))
+        def stop_ingester() -> None:
+            if ingester.current is not None:
+                ingester.current.stop()
+
+        parts.append(_Part("ingester", make_ingester, True, stop=[stop_ingester]))
     if scheduler is not None:
         parts.append(_Part("scheduler", lambda: threading.Thread(target=scheduler.run, args=(stopping,),
                                                                  name="scheduler"), True))
-    if server is not None:
-        parts.append(_Part("api", lambda: threading.Thread(target=server.run, name="api"), False))
-    return parts, server
+    return parts
+
+
+def _metrics(config: ServeConfig, ingester: _CurrentIngester | None,
+             scheduler: _ObservedScheduler | None) -> Union:
+    """Every part's metrics as one (the process-wide registry holds the scheduler's and delivery counters)."""
+    parts: list[Collector] = [REGISTRY, DatabaseCollector(config.database_url)]
+    if ingester is not None:
+        parts += [ingester, SubscriptionCollector(ingester.subscribed)]
+    if scheduler is not None:
+        parts += [scheduler.metrics.registry, JobHealthCollector(config.database_url)]
+    return Union(parts)
 
 
 def _supervise(parts: list[_Part], scheduler: Scheduler | None, stopping: threading.Event) -> str:
@@ -161,11 +229,19 @@ def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> int:
                  "FATIGUE_MQTT_URL (and the broker's password file), then start fatigue serve again")
             return 1
     stopping = threading.Event()
-    scheduler = Scheduler(config) if config.scheduler else None
-    parts, server = _parts(config, stopping, scheduler)
+    scheduler = _ObservedScheduler(config, SchedulerMetrics()) if config.scheduler else None
+    ingester = _CurrentIngester() if config.ingest is not None else None
+    parts = _parts(config, stopping, scheduler, ingester)
+    metrics = _metrics(config, ingester, scheduler)
+    live, ready = _probes(config, ingester, scheduler, parts)
+    server = _api_server(config, metrics, live, ready) if config.api else None
+    if server is not None:  # the separate metrics port shows the API's request metrics too
+        metrics.parts.append(server.config.app.state.metrics_registry)
+        parts.append(_Part("api", lambda: threading.Thread(target=server.run, name="api"), False))
     if not parts:
         echo("nothing to run: every part is switched off")
         return 0
+    exporter = MetricsServer(config.metrics_addr, metrics, live, ready) if config.metrics_addr else None
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         stopping.set()
@@ -190,5 +266,7 @@ def serve(config: ServeConfig, echo: Callable[[str], None] = print) -> int:
         if part.thread is not None:
             part.thread.join(max(0.1, deadline - time.monotonic()))
     still = [p.name for p in parts if p.thread is not None and p.thread.is_alive()]
+    if exporter is not None:
+        exporter.close()
     echo("stopped" + (f": {fatal}" if fatal else "") + (f"; {', '.join(still)} did not stop in time" if still else ""))
     return 1 if fatal or still else 0

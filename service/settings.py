@@ -22,6 +22,9 @@ FATIGUE_EXPORTS_DIR      folder for researchers' exports fulfilled by ``fatigue 
 FATIGUE_SMTP_URL         ``smtp://host:port`` for e-mailing reports; unset means no e-mail.
 FATIGUE_LOG_LEVEL        ``debug|info|warning|error`` (default ``info``).
 FATIGUE_INGEST_MAX_LATENESS_DAYS  samples older than this are dead-lettered ``too_late`` (default 30).
+FATIGUE_METRICS_ADDR     ``host:port`` where long-running processes (``fatigue ingest``, ``fatigue serve``) serve
+                         Prometheus metrics; ``:9108`` or ``0.0.0.0:9108`` listens on every interface (needed in
+                         a container), ``127.0.0.1:9108`` on loopback only; unset or ``off`` serves none.
 FATIGUE_CRASH_POINTS     fault-injection tests only: ``after_commit:0.1,mid_copy:0.05`` (see
                          ``ingest.crashpoints``); never set in production.
 """
@@ -36,7 +39,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["MqttEndpoint", "Settings", "SettingsError", "load_settings"]
+__all__ = ["MetricsAddress", "MqttEndpoint", "Settings", "SettingsError", "load_settings", "parse_metrics_addr"]
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/fatigue"
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
@@ -60,6 +63,17 @@ class MqttEndpoint:
 
 
 @dataclass(frozen=True)
+class MetricsAddress:
+    """Where to serve Prometheus metrics (``host`` ``0.0.0.0`` = every interface)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated configuration, passed down explicitly (never read from the environment elsewhere)."""
 
@@ -76,6 +90,7 @@ class Settings:
     crash_points: str | None = None
     ingest_max_lateness_days: int = 30
     api_admin_database_url: str | None = None
+    metrics_addr: MetricsAddress | None = None
 
     @property
     def mqtt(self) -> MqttEndpoint:
@@ -98,6 +113,17 @@ def parse_mqtt_url(url: str, variable: str) -> MqttEndpoint:
     except ValueError as exc:
         raise SettingsError(f"{variable}: bad port in {url!r}") from exc
     return MqttEndpoint(parts.hostname, port, parts.scheme == "mqtts", parts.username, parts.password)
+
+
+def parse_metrics_addr(raw: str | None, variable: str = "FATIGUE_METRICS_ADDR") -> MetricsAddress | None:
+    """Parse ``host:port``, ``:port`` (every interface) or ``off``; raise :class:`SettingsError` if bad."""
+    if raw is None or raw.strip().lower() in ("", "off", "none"):
+        return None
+    host, sep, port = raw.strip().rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535 or not re.fullmatch(r"[A-Za-z0-9_.:-]+", host):
+        raise SettingsError(f"{variable}: expected host:port, :port or off (e.g. 0.0.0.0:9108), got {raw!r}")
+    return MetricsAddress(host, int(port))
 
 
 def _database_url(env: Mapping[str, str]) -> str:
@@ -191,6 +217,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         crash_points=_crash_points(env),
         ingest_max_lateness_days=_positive_int(env, "FATIGUE_INGEST_MAX_LATENESS_DAYS", 30),
         api_admin_database_url=_admin_url(env),
+        metrics_addr=parse_metrics_addr(env.get("FATIGUE_METRICS_ADDR")),
     )
 
 

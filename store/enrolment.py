@@ -3,7 +3,9 @@
 Imports are all-or-nothing: every row is validated first; if any row is bad, a :class:`CsvImportError` lists
 each problem with its line, column and reason, and nothing is written. A good file is written in one
 transaction and re-importing it changes nothing (participants are matched on force and staff reference,
-duties on participant and start).
+duties on participant and start): unchanged rows are counted as unchanged, are not written, and mark no day
+for recomputation. Files must be UTF-8 (``store.csv_text`` explains other encodings and how to convert them);
+a roster's exact duplicates and overlapping duties of one officer are row errors (``store.duty_checks``).
 
 CSV formats are documented in ``docs/developing.md`` (section "Admin CSV formats").
 """
@@ -11,6 +13,7 @@ CSV formats are documented in ``docs/developing.md`` (section "Admin CSV formats
 from __future__ import annotations
 
 import csv
+import io
 import re
 import uuid
 from collections.abc import Callable, Iterable
@@ -22,6 +25,9 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
+
+from store.csv_text import CsvEncodingError, read_csv_text
+from store.duty_checks import Duty, duty_conflicts
 
 __all__ = [
     "CsvImportError", "ImportSummary", "RowProblem", "erase_participant", "import_participants",
@@ -64,22 +70,31 @@ class CsvImportError(ValueError):
 
 @dataclass(frozen=True)
 class ImportSummary:
-    """What an import wrote."""
+    """What an import wrote: of ``rows``, ``inserted`` new, ``updated`` changed, ``unchanged`` left alone."""
 
     rows: int
     inserted: int
     updated: int
+    unchanged: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """True when the import wrote anything."""
+        return bool(self.inserted or self.updated)
 
 
 def _read_rows(path: Path, columns: tuple[str, ...]) -> tuple[list[tuple[int, dict[str, str]]],
                                                              list[RowProblem]]:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        header = tuple(reader.fieldnames or ())
-        missing = [c for c in columns if c not in header]
-        if missing:
-            return [], [RowProblem(1, c, "column missing from the header") for c in missing]
-        rows = [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader]
+    try:
+        text = read_csv_text(path)
+    except CsvEncodingError as exc:
+        return [], [RowProblem(exc.line, "(file)", exc.reason)]
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = tuple(reader.fieldnames or ())
+    missing = [c for c in columns if c not in header]
+    if missing:
+        return [], [RowProblem(1, c, "column missing from the header") for c in missing]
+    rows = [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader]
     return rows, []
 
 
@@ -183,18 +198,17 @@ def import_participants(conn: Conn, path: Path, tz: ZoneInfo) -> ImportSummary:
     _cross_row_checks(people, problems)
     if problems:
         raise CsvImportError(str(path), problems)
-    inserted = updated = 0
+    outcomes = {"new": 0, "updated": 0, "unchanged": 0}
     with conn.transaction():
         for p in people:
-            new = _upsert_participant(conn, p, tz, problems)
-            inserted += new
-            updated += not new
+            outcomes[_upsert_participant(conn, p, tz, problems)] += 1
         if problems:
             raise CsvImportError(str(path), problems)  # rolls the transaction back
-    return ImportSummary(len(people), inserted, updated)
+    return ImportSummary(len(people), outcomes["new"], outcomes["updated"], outcomes["unchanged"])
 
 
-def _upsert_participant(conn: Conn, p: _Participant, tz: ZoneInfo, problems: list[RowProblem]) -> bool:
+def _upsert_participant(conn: Conn, p: _Participant, tz: ZoneInfo, problems: list[RowProblem]) -> str:
+    """Insert or update one participant and their devices: ``"new"``, ``"updated"`` or ``"unchanged"``."""
     conn.execute("INSERT INTO core.forces (force_id) VALUES (%s) ON CONFLICT DO NOTHING", (p.force_id,))
     if p.gateway_id:
         conn.execute("INSERT INTO core.gateways (gateway_id, force_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -202,6 +216,7 @@ def _upsert_participant(conn: Conn, p: _Participant, tz: ZoneInfo, problems: lis
     row = conn.execute("SELECT participant_id FROM core.identities WHERE force_id = %s AND staff_ref = %s",
                        (p.force_id, p.staff_ref)).fetchone()
     attrs = (p.role_group, p.age_band, p.sex, p.programme_start, p.consent_manager, p.consent_research)
+    changed = 0
     if row is None:
         pid = uuid.uuid4()
         conn.execute("INSERT INTO core.participants (participant_id, force_id, role_group, age_band, sex, "
@@ -210,8 +225,11 @@ def _upsert_participant(conn: Conn, p: _Participant, tz: ZoneInfo, problems: lis
         conn.execute("INSERT INTO core.identities VALUES (%s, %s, %s)", (pid, p.force_id, p.staff_ref))
     else:
         pid = row[0]  # type: ignore[assignment]
-        conn.execute("UPDATE core.participants SET role_group = %s, age_band = %s, sex = %s, programme_start = %s,"
-                     " consent_manager = %s, consent_research = %s WHERE participant_id = %s", (*attrs, pid))
+        changed = conn.execute(
+            "UPDATE core.participants SET role_group = %s, age_band = %s, sex = %s, programme_start = %s,"
+            " consent_manager = %s, consent_research = %s WHERE participant_id = %s AND (role_group, age_band, sex,"
+            " programme_start, consent_manager, consent_research) IS DISTINCT FROM (%s, %s, %s, %s, %s, %s)",
+            (*attrs, pid, *attrs)).rowcount
     valid_from = datetime.combine(p.programme_start - timedelta(days=1), time(0), tz)
     for dev in p.device_ids:
         conn.execute("INSERT INTO core.devices (device_id) VALUES (%s) ON CONFLICT DO NOTHING", (dev,))
@@ -219,20 +237,25 @@ def _upsert_participant(conn: Conn, p: _Participant, tz: ZoneInfo, problems: lis
                              "AND valid_to IS NULL", (dev,)).fetchone()
         if owner is None:
             conn.execute("INSERT INTO core.device_assignments VALUES (%s, %s, %s, NULL)", (dev, pid, valid_from))
+            changed = 1
         elif owner[0] != pid:
             problems.append(RowProblem(p.line, "device_ids", f"device {dev} is assigned to another participant"))
-    return row is None
+    if row is None:
+        return "new"
+    return "updated" if changed else "unchanged"
 
 
 def import_roster(conn: Conn, path: Path) -> ImportSummary:
     """Validate and import a roster CSV (duties) in one transaction; duties are keyed on participant + start.
 
-    Each imported duty marks the local sleep days it touches dirty, so the feature job recomputes them.
+    Each new or changed duty marks the local sleep days it touches dirty, so the feature job recomputes them;
+    an unchanged duty writes nothing. Exact duplicates and overlapping duties of one officer (within the file,
+    or against duties already stored) are row errors.
     """
     rows, problems = _read_rows(path, ROSTER_COLUMNS)
     staff = {(str(f), str(s)): pid for f, s, pid in
              conn.execute("SELECT force_id, staff_ref, participant_id FROM core.identities").fetchall()}
-    duties: list[tuple[object, ...]] = []
+    duties: list[Duty] = []
     for line, row in rows:
         before = len(problems)
         pid = staff.get((row["force_id"], row["staff_ref"]))
@@ -245,22 +268,36 @@ def import_roster(conn: Conn, path: Path) -> ImportSummary:
                    "end must be after start and at most 24 h later")
         _choice(problems, line, "shift_type", row["shift_type"], SHIFT_TYPES)
         overtime = _parse_bool(problems, line, "overtime", row["overtime"])
-        if len(problems) == before:
-            duties.append((pid, start, end, row["shift_type"], overtime))
+        if len(problems) == before and start and end:
+            duties.append(Duty(line, pid, start, end, row["shift_type"], overtime))
+    stored = [Duty(0, pid, s, e) for pid, s, e in conn.execute(  # type: ignore[arg-type]
+        "SELECT participant_id, start_ts, end_ts FROM core.duties WHERE participant_id = ANY(%s)",
+        (list({d.participant for d in duties}),)).fetchall()]
+    problems += [RowProblem(*p) for p in duty_conflicts(duties, stored)]
     if problems:
-        raise CsvImportError(str(path), problems)
-    inserted = 0
+        raise CsvImportError(str(path), sorted(problems, key=lambda p: p.line))
+    return _write_duties(conn, duties)
+
+
+def _write_duties(conn: Conn, duties: list[Duty]) -> ImportSummary:
+    """Insert new duties, update changed ones (marking their days dirty) and leave unchanged ones alone."""
+    inserted = updated = 0
     with conn.transaction(), conn.cursor() as cur:
-        for duty in duties:
+        for d in duties:
             cur.execute("INSERT INTO core.duties VALUES (%s, %s, %s, %s, %s) ON CONFLICT (participant_id, start_ts)"
                         " DO UPDATE SET end_ts = EXCLUDED.end_ts, shift_type = EXCLUDED.shift_type, overtime ="
-                        " EXCLUDED.overtime RETURNING (xmax = 0)", duty)
+                        " EXCLUDED.overtime WHERE (core.duties.end_ts, core.duties.shift_type, core.duties.overtime)"
+                        " IS DISTINCT FROM (EXCLUDED.end_ts, EXCLUDED.shift_type, EXCLUDED.overtime)"
+                        " RETURNING (xmax = 0)", (d.participant, d.start, d.end, d.shift_type, d.overtime))
             result = cur.fetchone()
-            inserted += bool(result and result[0])
+            if result is None:
+                continue  # unchanged: nothing written, nothing to recompute
+            inserted += bool(result[0])
+            updated += not result[0]
             cur.execute("INSERT INTO ingest.dirty_days (participant_id, sleep_date) "
                         "SELECT %s, d::date FROM generate_series(%s::date, %s::date, interval '1 day') d "
-                        "ON CONFLICT DO NOTHING", (duty[0], duty[1], duty[2]))
-    return ImportSummary(len(duties), inserted, len(duties) - inserted)
+                        "ON CONFLICT DO NOTHING", (d.participant, d.start, d.end))
+    return ImportSummary(len(duties), inserted, updated, len(duties) - inserted - updated)
 
 
 def resolve_participant(conn: Conn, ref: str) -> tuple[uuid.UUID, str]:

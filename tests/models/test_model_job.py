@@ -18,8 +18,8 @@ from threadpoolctl import threadpool_limits
 
 from models import job_io
 from models.exposure import MODEL_VERSION
-from models.job import InsufficientTrainingDataError, run_models, score_sleepiness, train_sleepiness
-from models.job_sleepiness import evaluate_sleepiness
+from models.job import run_models
+from models.job_sleepiness import InsufficientTrainingDataError, evaluate_sleepiness, score_sleepiness, train_sleepiness
 from models.persistence import ModelMismatchError
 from service.cli_models import register
 from service.settings import Settings

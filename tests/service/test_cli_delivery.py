@@ -76,3 +76,10 @@ def test_operator_approves_and_rejects_export_requests(fresh_url: str) -> None:
     assert "approved by dr-a" in after and "rejected" in after and "no agreement" in after
     missing = runner.invoke(main, ["export-requests", "approve", str(uuid.uuid4())], env=env)
     assert missing.exit_code != 0
+
+
+def test_cli_channel_choices_are_the_delivery_channels() -> None:
+    import risk.delivery
+    import service.cli_delivery
+
+    assert service.cli_delivery.CHANNELS == risk.delivery.CHANNELS

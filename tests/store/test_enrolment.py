@@ -47,7 +47,7 @@ def test_import_is_complete_and_idempotent(db: Conn, people: Path) -> None:
     assert _count(db, "core.device_assignments") == 4
     assert _count(db, "core.forces") == 2
     again = enrolment.import_participants(db, people, TZ)
-    assert (again.inserted, again.updated) == (0, 3)
+    assert (again.inserted, again.updated, again.unchanged) == (0, 0, 3)  # re-import changes nothing
     assert _count(db, "core.participants") == 3
     assert _count(db, "core.device_assignments") == 4
     # identities are kept apart from participants
