@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from service.settings import Settings, SettingsError, load_settings
+from service.cli_common import connect, settings_of
+from service.settings import SettingsError, load_settings
 
 if TYPE_CHECKING:
-    import psycopg
+    pass
 
 HELP = """Police fatigue-study data service.
 
@@ -43,25 +44,6 @@ AREA_MODULES: tuple[str, ...] = (
     "service.cli_ingest", "service.cli_features", "service.cli_models", "service.cli_risk",
     "service.cli_exports", "service.cli_access", "service.cli_run", "service.cli_delivery",
 )
-
-
-def settings_of(ctx: click.Context) -> Settings:
-    """The settings loaded by the top-level group."""
-    obj = ctx.find_root().obj
-    assert isinstance(obj, Settings)
-    return obj
-
-
-def connect(settings: Settings) -> psycopg.Connection[tuple[Any, ...]]:
-    """Open an autocommit connection or fail with a message that says what to check."""
-    import psycopg
-
-    try:
-        return psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        raise click.ClickException(
-            f"cannot connect to the database ({exc.__class__.__name__}); is PostgreSQL running, "
-            "and is FATIGUE_DATABASE_URL right?") from exc
 
 
 @click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"]})

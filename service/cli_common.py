@@ -1,11 +1,19 @@
-"""Small helpers shared by the CLI modules (import-light: click and the standard library only)."""
+"""Small helpers shared by the CLI modules (import-light: click, the settings and the standard library only)."""
 
 from __future__ import annotations
 
 import sys
 from datetime import date
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["lateness_warning", "show_progress"]
+import click
+
+from service.settings import Settings
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["connect", "lateness_warning", "settings_of", "show_progress"]
 
 
 def show_progress(quiet: bool) -> bool:
@@ -22,3 +30,22 @@ def lateness_warning(start: date, today: date, max_lateness_days: int) -> str | 
             f"{max_lateness_days} and the ingester will dead-letter them as too_late; run the ingester with "
             f"FATIGUE_INGEST_MAX_LATENESS_DAYS={(today - start).days + 7} (as `fatigue demo` does), or simulate "
             f"fewer --days or a later --start")
+
+
+def settings_of(ctx: click.Context) -> Settings:
+    """The settings loaded by the top-level group."""
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Settings)
+    return obj
+
+
+def connect(settings: Settings) -> psycopg.Connection[tuple[Any, ...]]:
+    """Open an autocommit connection or fail with a message that says what to check."""
+    import psycopg
+
+    try:
+        return psycopg.connect(settings.database_url, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise click.ClickException(
+            f"cannot connect to the database ({exc.__class__.__name__}); is PostgreSQL running, "
+            "and is FATIGUE_DATABASE_URL right?") from exc

@@ -17,7 +17,7 @@ import uuid
 
 import click
 
-from service.cli import connect, settings_of
+from service.cli_common import connect, settings_of
 
 CHANNELS = ("outbox", "mqtt", "email")  # risk.delivery.CHANNELS, repeated so that --help imports nothing heavy
 

@@ -58,7 +58,8 @@ def test_a_number_for_a_date_parameter_is_a_clear_422(client: TestClient, world:
         assert error["msg"].startswith("expected a date like 2026-03-02 (YYYY-MM-DD)"), error
         assert "datetime" not in error["msg"]
     good = client.get("/v1/forces/WMP/flags", params={"week": "2024-03-05"}, headers=bearer(world.managers["WMP"]))
-    assert good.status_code == 200 and len(good.json()) == 3
+    # two of the force's three officers consent to be named; the third is only in /flags/summary (issue 15)
+    assert good.status_code == 200 and len(good.json()) == 2
 
 
 def test_readyz_checks_the_database_and_healthz_the_parts(client: TestClient, world: World) -> None:
