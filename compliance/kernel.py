@@ -5,9 +5,10 @@ Two steps:
 1. :func:`wear_minutes` turns heart-rate samples into worn minutes per participant and local day. Each sample
    stands for the time to the next sample of its run, at most ``cap_s`` (60 s): a device sampling once a
    minute gives one minute per sample, a 1-Hz device one second per sample, and a gap longer than a minute
-   inside a run is not counted as worn. Samples taken while the latest device status said *not worn* (from
-   that status to the next one of the device, at most ``status_hold_s``) are not counted: a status is the
-   device's own wear sensor and wins over a heart rate read off a charger or a drawer.
+   inside a run is not counted as worn. A device status saying *not worn* discounts the rest of the run the
+   device was recording when it said so (until the next status, at most ``status_hold_s``): the device's own
+   wear sensor wins over a heart rate read off a charger. A run that *starts* after the status counts again:
+   the device found a pulse anew, so a status taken hours earlier does not hide the officer putting it back on.
 2. :func:`evaluate` turns the state (last message, last worn sample, battery, worn minutes and sleep episodes
    per day) into a level ``ok / watch / lapsed`` with its reasons and the three alert conditions, using the
    thresholds of :class:`compliance.rules.ComplianceRules` (the rules are described there).
@@ -105,22 +106,24 @@ def wear_minutes(sample_row: I64, sample_run: I64, sample_t_s: F64, n_rows: int,
     gap = np.where(same_run, np.r_[np.diff(sample_t_s), 0.0], cap_s)
     cover = np.clip(gap, 0.0, cap_s)
     if unworn is not None and unworn[0].size:
-        cover = np.where(_inside(sample_row, sample_t_s, *unworn), 0.0, cover)
+        first = np.r_[True, sample_run[1:] != sample_run[:-1]]
+        run_start = sample_t_s[np.maximum.accumulate(np.where(first, np.arange(sample_t_s.size), 0))]
+        cover = np.where(_inside(sample_row, sample_t_s, run_start, *unworn), 0.0, cover)
     day = np.searchsorted(day_edges_s, sample_t_s, side="right") - 1
     ok = (day >= 0) & (day < n_days)
     np.add.at(out, sample_row[ok] * n_days + day[ok], cover[ok] / 60.0)
     return out.reshape(n_rows, n_days)
 
 
-def _inside(row: I64, t: F64, i_row: I64, i_start: F64, i_end: F64) -> B:
-    """True where ``(row, t)`` falls in one of the intervals (sorted by row then start)."""
+def _inside(row: I64, t: F64, run_start: F64, i_row: I64, i_start: F64, i_end: F64) -> B:
+    """True where ``(row, t)`` falls in an interval (sorted by row then start) that began after its run did."""
     keys = i_row.astype(np.float64) * _BIG + i_start
     i = np.searchsorted(keys, row.astype(np.float64) * _BIG + t, side="right") - 1
     ok = i >= 0
     i = np.maximum(i, 0)
     # Intervals of one row may overlap (two devices): also test the running maximum of the ends.
     run_end = _running_max_by_row(i_row, i_end)
-    inside: B = ok & (i_row[i] == row) & (t < run_end[i])
+    inside: B = ok & (i_row[i] == row) & (t < run_end[i]) & (run_start <= i_start[i])
     return inside
 
 
