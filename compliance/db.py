@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import psycopg
 
-__all__ = ["REREAD", "day_range_samples", "read_state_inputs", "read_watermark", "touched_ranges",
-           "update_device_state", "upsert_daily", "write_participant_state", "write_watermark"]
+__all__ = ["REREAD", "VIEW_COLUMNS", "day_range_samples", "read_state_inputs", "read_view", "read_watermark",
+           "touched_ranges", "update_device_state", "upsert_daily", "write_participant_state", "write_watermark"]
 
 Conn = psycopg.Connection[Any]
 #: How far before the watermark each run re-reads (longest ingest transaction we tolerate).
@@ -215,3 +215,35 @@ def write_participant_state(conn: Conn, records: Sequence[tuple[Any, ...]]) -> N
             "valid_nights_7d, expected_nights_7d, days_since_valid_night, evaluated_at) FROM STDIN") as copy:
         for rec in records:
             copy.write_row(rec)
+
+
+#: Columns of the compliance view (CLI table and CSV, admin API), in order.
+VIEW_COLUMNS: tuple[str, ...] = (
+    "force_id", "participant_id", "staff_ref", "device_id", "level", "reasons", "last_seen_ts", "silent_h",
+    "last_worn_ts", "battery_pct", "worn", "online", "wear_h_today", "wear_h_7d", "nights_sleep_7d",
+    "valid_nights_7d", "expected_nights_7d", "days_since_valid_night", "last_hr_ts", "last_rr_ts", "last_sleep_ts",
+    "last_status_ts", "last_survey_ts", "gateway_id", "evaluated_at")
+
+_VIEW = """
+SELECT s.force_id, s.participant_id, CASE WHEN %(names)s THEN i.staff_ref END, s.device_id, s.level, s.reasons,
+       s.last_seen_ts, s.silent_h, s.last_worn_ts, s.battery_pct, s.worn, s.online, s.wear_h_today, s.wear_h_7d,
+       s.nights_sleep_7d, s.valid_nights_7d, s.expected_nights_7d, s.days_since_valid_night, d.last_hr_ts,
+       d.last_rr_ts, d.last_sleep_ts, d.last_status_ts, d.last_survey_ts, d.gateway_id, s.evaluated_at
+FROM compliance.participant_state s
+LEFT JOIN core.identities i ON i.participant_id = s.participant_id AND %(names)s
+LEFT JOIN compliance.device_state d ON d.device_id = s.device_id
+WHERE (%(force)s::text IS NULL OR s.force_id = %(force)s)
+  AND array_position(%(levels)s::text[], s.level) IS NOT NULL
+ORDER BY array_position(ARRAY['lapsed', 'watch', 'ok'], s.level), s.force_id, s.silent_h DESC NULLS LAST,
+         s.participant_id
+LIMIT %(limit)s OFFSET %(offset)s
+"""
+
+
+def read_view(conn: Conn, *, force_id: str | None = None, names: bool = False,
+              levels: Sequence[str] = ("ok", "watch", "lapsed"), limit: int = 100_000,
+              offset: int = 0) -> list[dict[str, Any]]:
+    """The latest evaluation, worst first; ``staff_ref`` is filled only with ``names`` (administrators)."""
+    rows = conn.execute(_VIEW, {"names": names, "force": force_id, "levels": list(levels), "limit": limit,
+                                "offset": offset}).fetchall()
+    return [dict(zip(VIEW_COLUMNS, r, strict=True)) for r in rows]

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from compliance.rules import ComplianceRules
 
-__all__ = ["LEVELS", "REASONS", "Evaluation", "evaluate", "unworn_intervals", "wear_minutes"]
+__all__ = ["LEVELS", "REASONS", "Evaluation", "evaluate", "unworn_intervals", "valid_nights", "wear_minutes"]
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -135,6 +135,12 @@ def _running_max_by_row(row: I64, end: F64) -> F64:
     return np.maximum.accumulate(shifted) - row.astype(np.float64) * _BIG
 
 
+def valid_nights(wear_min: F64, sleep_n: I64, rules: ComplianceRules) -> B:
+    """Valid night per cell: a sleep episode ends that local day and the day has ``min_wear_h`` of wear."""
+    valid: B = (sleep_n >= 1) & (wear_min >= rules.min_wear_h * 60.0)
+    return valid
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """Per-participant result of :func:`evaluate` (arrays of length P unless stated).
@@ -204,7 +210,7 @@ def evaluate(now_s: float, last_seen_s: F64, last_worn_s: F64, silent_from_s: F6
     """
     W = wear_min.shape[1]
     cols = np.arange(W)
-    valid = (sleep_n >= 1) & (wear_min >= rules.min_wear_h * 60.0)
+    valid = valid_nights(wear_min, sleep_n, rules)
     week = (cols >= W - 8) & (cols <= W - 2)
     expected_mask = week[None, :] & (cols[None, :] >= first_col[:, None])
     expected = expected_mask.sum(axis=1).astype(np.int64)

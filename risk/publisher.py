@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from compliance.report_section import read_section, section_csv
 from risk.db import read_report_flags, record_report, report_recipients
 from risk.programme import Programme
 from risk.report import Report, build_report, csv_files, render_html
@@ -137,7 +138,8 @@ def make_weekly_report(conn: psycopg.Connection[Any], force_id: str, iso_week: s
     flags = read_report_flags(conn, force_id, week_end)
     report = build_report(str(uuid.uuid4()), force_id, iso_week, week_start, week_end, flags, programme,
                           now or datetime.now().astimezone())
-    html, csvs = render_html(report), csv_files(report)
+    section = read_section(conn, force_id, week_start, programme.compliance, programme.days)  # issue 21
+    html, csvs = render_html(report, section), {**csv_files(report), **(section_csv(section) if section else {})}
     folder, html_path, csv_paths = write_outbox(outbox, report, html, csvs)
     notified = publish_notice(mqtt_target, report) if mqtt_target else False
     emailed = send_email(smtp_url, report_recipients(conn, force_id), report, html, csvs) if smtp_url else 0
