@@ -3,9 +3,9 @@
 Two steps:
 
 1. :func:`wear_minutes` turns heart-rate samples into worn minutes per participant and local day. Each sample
-   stands for the time to the next sample of its run, at most ``cap_s`` (60 s): a device sampling once a
-   minute gives one minute per sample, a 1-Hz device one second per sample, and a gap longer than a minute
-   inside a run is not counted as worn. A device status saying *not worn* discounts the rest of the run the
+   stands for the time to the next sample of its run (the last one for the step before it), at most ``cap_s``
+   (60 s): a device sampling once a minute gives one minute per sample, a 1-Hz device one second per sample,
+   and a gap longer than a minute inside a run is not counted as worn. A device status saying *not worn* discounts the rest of the run the
    device was recording when it said so (until the next status, at most ``status_hold_s``): the device's own
    wear sensor wins over a heart rate read off a charger. A run that *starts* after the status counts again:
    the device found a pulse anew, so a status taken hours earlier does not hide the officer putting it back on.
@@ -102,8 +102,11 @@ def wear_minutes(sample_row: I64, sample_run: I64, sample_t_s: F64, n_rows: int,
     out = np.zeros(n_rows * n_days)
     if sample_t_s.size == 0 or n_days <= 0:
         return out.reshape(n_rows, n_days)
-    same_run = np.r_[sample_run[1:] == sample_run[:-1], False]
-    gap = np.where(same_run, np.r_[np.diff(sample_t_s), 0.0], cap_s)
+    step = np.diff(sample_t_s)
+    same_next = np.r_[sample_run[1:] == sample_run[:-1], False]
+    same_prev = np.r_[False, sample_run[1:] == sample_run[:-1]]
+    # The last sample of a run stands for the step before it (one sample alone: cap_s).
+    gap = np.where(same_next, np.r_[step, 0.0], np.where(same_prev, np.r_[0.0, step], cap_s))
     cover = np.clip(gap, 0.0, cap_s)
     if unworn is not None and unworn[0].size:
         first = np.r_[True, sample_run[1:] != sample_run[:-1]]
