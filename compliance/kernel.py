@@ -5,10 +5,11 @@ Two steps:
 1. :func:`wear_minutes` turns heart-rate samples into worn minutes per participant and local day. Each sample
    stands for the time to the next sample of its run (the last one for the step before it), at most ``cap_s``
    (60 s): a device sampling once a minute gives one minute per sample, a 1-Hz device one second per sample,
-   and a gap longer than a minute inside a run is not counted as worn. A device status saying *not worn* discounts the rest of the run the
-   device was recording when it said so (until the next status, at most ``status_hold_s``): the device's own
-   wear sensor wins over a heart rate read off a charger. A run that *starts* after the status counts again:
-   the device found a pulse anew, so a status taken hours earlier does not hide the officer putting it back on.
+   and a gap longer than a minute inside a run is not counted as worn. A device status saying *not worn*
+   discounts the rest of the run the device was recording when it said so (until the next status, at most
+   ``status_hold_s``): the device's own wear sensor wins over a heart rate read off a charger. A run that
+   *starts* after the status counts again: the device found a pulse anew, so a status taken hours earlier does
+   not hide the officer putting it back on.
 2. :func:`evaluate` turns the state (last message, last worn sample, battery, worn minutes and sleep episodes
    per day) into a level ``ok / watch / lapsed`` with its reasons and the three alert conditions, using the
    thresholds of :class:`compliance.rules.ComplianceRules` (the rules are described there).
