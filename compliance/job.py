@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,26 +26,17 @@ import psycopg
 from compliance import db
 from compliance.alerts import ALERT_KINDS, connect_mqtt, deliver_mqtt, deliver_outbox, sync_episodes
 from compliance.kernel import LEVELS, REASONS, Evaluation, evaluate, unworn_intervals, wear_minutes
-from compliance.metrics import ComplianceMetrics
+from compliance.metrics import ComplianceMetrics, process_metrics
 from compliance.rules import ComplianceRules
+from risk.programme import load_programme
+from risk.publisher import MqttTarget
 
-__all__ = ["WINDOW_DAYS", "ComplianceSummary", "MqttTarget", "run_compliance"]
+__all__ = ["WINDOW_DAYS", "ComplianceSummary", "MqttTarget", "run_compliance", "run_scheduled"]
 
 Conn = psycopg.Connection[Any]
 #: Days of daily rows read for the evaluation (today and 28 days back): "days since the last valid night" is
 #: reported up to 28 and as unknown (NULL) beyond.
 WINDOW_DAYS = 29
-
-
-@dataclass(frozen=True)
-class MqttTarget:
-    """Broker for alert notices."""
-
-    host: str
-    port: int
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    tls: bool = False
 
 
 @dataclass(frozen=True)
@@ -204,3 +195,11 @@ def _count(conn: Conn, m: ComplianceMetrics, levels: dict[str, int], opened: lis
     m.failed.labels("mqtt").inc(failed)
     m.delivered.labels("outbox").inc(notified)
     m.last_run.set_to_current_time()
+
+
+def run_scheduled(database_url: str, tz: str, now: datetime, mqtt: MqttTarget | None, outbox: Path) -> None:
+    """One run for ``fatigue serve``'s scheduler (every tick): packaged programme, process-wide metrics."""
+    programme = load_programme(None)
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
+        run_compliance(conn, programme.compliance, tz, programme_days=programme.days, now=now, mqtt=mqtt,
+                       outbox=outbox, metrics=process_metrics())

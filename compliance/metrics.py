@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
-__all__ = ["ComplianceMetrics"]
+__all__ = ["ComplianceMetrics", "process_metrics"]
 
 
 @dataclass
@@ -30,3 +30,13 @@ class ComplianceMetrics:
                               "run), by channel", ["channel"], registry=r)
         self.last_run = Gauge("fatigue_compliance_last_run_timestamp_seconds", "End of the last compliance run",
                               registry=r)
+
+
+_PROCESS: list[ComplianceMetrics] = []
+
+
+def process_metrics() -> ComplianceMetrics:
+    """The metrics of a long-running process (``fatigue serve``), on prometheus_client's default registry."""
+    if not _PROCESS:
+        _PROCESS.append(ComplianceMetrics(REGISTRY))
+    return _PROCESS[0]

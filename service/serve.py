@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 import structlog
 
+from compliance.job import run_scheduled
 from features.job import run_features
 from ingest.consumer import IngestConfig, Ingester
 from risk.job import run_flags
@@ -136,7 +137,10 @@ class Scheduler:
         """One round: daily jobs if data is dirty, then the weekly job if due. Errors are logged, not raised."""
         now = now or datetime.now(self.tz)
         for name, due, job in (("daily", self.dirty, self.run_daily),
-                               ("weekly", lambda: self.weekly_due(now), lambda: self.run_weekly(now.date()))):
+                               ("weekly", lambda: self.weekly_due(now), lambda: self.run_weekly(now.date())),
+                               ("compliance", lambda: True, lambda: run_scheduled(  # issue 21: every tick
+                                   self.config.database_url, self.config.timezone, now, self.config.mqtt_target,
+                                   self.config.outbox_dir))):
             try:
                 if due():
                     job()

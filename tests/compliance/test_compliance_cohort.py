@@ -89,6 +89,9 @@ def replay(db_url: str, mqtt_broker: PrivateMosquitto, tmp_path_factory: pytest.
                 levels[pids.index(pid)][t] = (level, list(reasons))
         episodes = [(pids.index(r[0]), r[1], r[2], r[3]) for r in conn.execute(
             "SELECT participant_id, kind, opened_at, closed_at FROM compliance.alert_episodes ORDER BY opened_at")]
+    # The session's broker is shared: keep live messages (not retained ones of other tests) of this cohort.
+    gateways = set(feed.sim.cohort.gateway_id)
+    listener.messages = [m for m in listener.messages if not m[2] and m[0].split("/")[3] in gateways]
     try:
         yield Replay(levels, episodes, pids, staff, listener, outbox, metrics, feed, db_url)
     finally:
