@@ -123,3 +123,20 @@ def test_programme_file_carries_compliance_thresholds(tmp_path: Path) -> None:
 def test_bad_compliance_values_name_the_field(table: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_compliance(table)
+
+
+def test_contract_page_shows_the_alert_payload_the_code_sends() -> None:
+    import json
+    import re
+    import uuid
+    from datetime import UTC, datetime
+
+    from compliance.alerts import AlertEvent, alert_payload
+
+    doc = (Path(__file__).parents[2] / "docs" / "contract.md").read_text()
+    (topic, body), = re.findall(r"Alert topic: `([^`]+)`\n```json\n(.*?)```", doc, flags=re.DOTALL)
+    example = json.loads(body)
+    ev = AlertEvent(uuid.UUID(example["episode_id"]), "battery", "open", "dev_01", "gw-01",
+                    datetime.fromtimestamp(example["opened_at"] / 1000, UTC), None, 4.0)
+    assert json.loads(alert_payload(ev)) == example
+    assert topic == "fatigue/v1/alerts/gw-01/dev_01/battery"
