@@ -22,8 +22,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -136,14 +137,28 @@ def _mark(conn: Conn, col: str, ev: AlertEvent, at: datetime) -> None:
     conn.execute(f"UPDATE compliance.alert_episodes SET {which} = %s WHERE episode_id = %s", (at, ev.episode_id))
 
 
-def deliver_mqtt(conn: Conn, client: mqtt.Client | None, now: datetime, timeout_s: float = 10.0) -> tuple[int, int]:
-    """Publish pending events (retained, QoS 1) on a connected client; returns (published, failed).
+def deliver_mqtt(conn: Conn, connect: Callable[[], mqtt.Client | None], now: datetime,
+                 timeout_s: float = 10.0) -> tuple[int, int]:
+    """Publish pending events (retained, QoS 1); returns (published, failed).
 
-    With ``client`` None nothing is sent and every pending event stays pending.
+    ``connect`` is called only when something is pending; when it returns None (broker unreachable) nothing
+    is sent and every pending event stays pending for the next run.
     """
     pending = _pending(conn, "published", "AND e.gateway_id IS NOT NULL AND e.device_id IS NOT NULL")
+    if not pending:
+        return 0, 0
+    client = connect()
     if client is None:
         return 0, len(pending)
+    try:
+        return _publish(conn, client, pending, now, timeout_s)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _publish(conn: Conn, client: mqtt.Client, pending: list[tuple[AlertEvent, str | None, str]], now: datetime,
+             timeout_s: float) -> tuple[int, int]:
     done = failed = 0
     for ev, _, _ in pending:
         assert ev.gateway_id is not None and ev.device_id is not None
@@ -161,17 +176,23 @@ def deliver_mqtt(conn: Conn, client: mqtt.Client | None, now: datetime, timeout_
 
 def connect_mqtt(host: str, port: int, username: str | None = None, password: str | None = None,
                  tls: bool = False, timeout_s: float = 10.0) -> mqtt.Client | None:
-    """A connected, looping client for publishing alerts, or None when the broker cannot be reached."""
+    """A client whose CONNECT the broker accepted (looping), or None: unreachable, refused or no answer."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fatigue-compliance-{uuid.uuid4().hex[:8]}")
     if username:
         client.username_pw_set(username, password)
     if tls:
         client.tls_set()
+    accepted = threading.Event()
+    client.on_connect = lambda c, u, f, reason, p: accepted.set() if not reason.is_failure else None
     try:
         client.connect(host, port, keepalive=30)
     except OSError:
         return None
     client.loop_start()
+    if not accepted.wait(timeout_s):
+        client.disconnect()
+        client.loop_stop()
+        return None
     return client
 
 

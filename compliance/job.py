@@ -164,13 +164,10 @@ def run_compliance(conn: Conn, rules: ComplianceRules, tz: str, *, programme_day
         ev = _evaluate(rows, wear, sleep, now, today, zone, rules)
         db.write_participant_state(conn, _state_records(rows, ev, now))
         opened, closed = sync_episodes(conn, now, _active_alerts(rows, ev))
-    client = connect_mqtt(mqtt.host, mqtt.port, mqtt.username, mqtt.password, mqtt.tls) if mqtt else None
-    try:
-        published, failed = deliver_mqtt(conn, client, now) if mqtt else (0, 0)
-    finally:
-        if client is not None:
-            client.disconnect()
-            client.loop_stop()
+    published, failed = 0, 0
+    if mqtt is not None:
+        published, failed = deliver_mqtt(
+            conn, lambda: connect_mqtt(mqtt.host, mqtt.port, mqtt.username, mqtt.password, mqtt.tls), now)
     notified = deliver_outbox(conn, outbox, now)
     levels = {lv: int((ev.level == k).sum()) for k, lv in enumerate(LEVELS)}
     if metrics is not None:
