@@ -122,8 +122,7 @@ def day_range_samples(conn: Conn, ids: Sequence[uuid.UUID], lo: Sequence[datetim
     args = (list(ids), list(lo), list(hi))
     span = ("FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS w(pid, lo, hi, i) ")
     hr = conn.execute(
-        "SELECT w.i - 1, dense_rank() OVER (ORDER BY r.device_id, r.start_ts), "
-        "extract(epoch FROM r.start_ts) + o.ms / 1000.0 " + span +
+        "SELECT w.i - 1, o.k, extract(epoch FROM r.start_ts) + o.ms / 1000.0 " + span +
         "JOIN raw.hr_runs r ON r.participant_id = w.pid AND r.start_ts < w.hi AND r.end_ts >= w.lo "
         "CROSS JOIN LATERAL unnest(r.offsets_ms) WITH ORDINALITY AS o(ms, k) "
         "ORDER BY r.device_id, r.start_ts, o.k", args).fetchall()
@@ -140,7 +139,8 @@ def day_range_samples(conn: Conn, ids: Sequence[uuid.UUID], lo: Sequence[datetim
     def col(rows: list[Any], k: int, dtype: Any) -> np.ndarray:
         return np.array([r[k] for r in rows], dtype=dtype)
 
-    return {"hr_row": col(hr, 0, np.int64), "hr_run": col(hr, 1, np.int64), "hr_t": col(hr, 2, np.float64),
+    run = np.cumsum(col(hr, 1, np.int64) == 1)  # ordered by run, then sample: a run starts at sample 1
+    return {"hr_row": col(hr, 0, np.int64), "hr_run": run, "hr_t": col(hr, 2, np.float64),
             "st_row": col(st, 0, np.int64), "st_dev": col(st, 1, np.int64), "st_t": col(st, 2, np.float64),
             "st_worn": col(st, 3, np.int8), "sl_row": col(sl, 0, np.int64), "sl_t": col(sl, 1, np.float64)}
 

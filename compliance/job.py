@@ -130,7 +130,7 @@ def _active_alerts(rows: list[tuple[Any, ...]], ev: Evaluation) -> list[tuple[uu
 
 def run_compliance(conn: Conn, rules: ComplianceRules, tz: str, *, programme_days: int = 120,
                    now: datetime | None = None, mqtt: MqttTarget | None = None, outbox: Path | None = None,
-                   metrics: ComplianceMetrics | None = None) -> ComplianceSummary:
+                   metrics: ComplianceMetrics | None = None, reread: timedelta = db.REREAD) -> ComplianceSummary:
     """One incremental run (see the module docstring).
 
     Parameters
@@ -149,6 +149,9 @@ def run_compliance(conn: Conn, rules: ComplianceRules, tz: str, *, programme_day
         Delivery channels; None skips the channel (its events stay pending).
     metrics : ComplianceMetrics, optional
         Where to count.
+    reread : timedelta
+        How far before the watermark to read again (:data:`compliance.db.REREAD`; tests that commit every
+        row before the run use 0).
     """
     started = time.perf_counter()
     zone = ZoneInfo(tz)
@@ -156,7 +159,7 @@ def run_compliance(conn: Conn, rules: ComplianceRules, tz: str, *, programme_day
     today = now.date()
     with conn.transaction():
         since, until = db.read_watermark(conn)
-        since_eff = (since - db.REREAD) if since is not None else datetime.fromtimestamp(0, zone)
+        since_eff = (since - reread) if since is not None else datetime.fromtimestamp(0, zone)
         db.update_device_state(conn, since_eff, until)
         written = refresh_days(conn, db.touched_ranges(conn, since_eff, until, tz), zone)
         db.write_watermark(conn, until)
