@@ -94,3 +94,21 @@ def test_table_csv_names_and_a_delivery_retried(db: psycopg.Connection[Any], db_
     assert [(t, m["state"]) for t, m in got] == [("fatigue/v1/alerts/gw-cli/dev-cli-1/battery", "open")]
     lines = (tmp_path / "outbox" / "compliance" / "alerts.jsonl").read_text().splitlines()
     assert len(lines) == len({json.loads(x)["episode_id"] for x in lines}), "outbox: once per episode"
+
+    # Withdrawal ends the officer's alerts (a clear end); erasure leaves no compliance row behind.
+    from compliance.job import run_compliance
+    from compliance.rules import ComplianceRules
+    from store.enrolment import erase_participant, withdraw_participant
+
+    pid = uuid.UUID(refs["CLIF-1"])
+    withdraw_participant(db, pid)
+    run_compliance(db, ComplianceRules(), "Europe/London")
+    assert db.execute("SELECT count(*) FROM compliance.participant_state WHERE participant_id = %s",
+                      (pid,)).fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM compliance.alert_episodes WHERE participant_id = %s "
+                      "AND closed_at IS NULL", (pid,)).fetchone() == (0,)
+    counts = erase_participant(db, pid)
+    assert counts["compliance.alert_episodes"] >= 1 and counts["compliance.device_state"] == 1
+    for table in ("daily", "participant_state", "alert_episodes", "device_state"):
+        row = db.execute(f"SELECT count(*) FROM compliance.{table} WHERE participant_id = %s", (pid,)).fetchone()
+        assert row == (0,), table
