@@ -28,6 +28,7 @@ Typical order of work:
   fatigue ingest                          consume sensor messages from MQTT
   fatigue features                        compute daily features for new data
   fatigue flags                           issue weekly fatigue flags
+  fatigue compliance                      who is not wearing the device; alerts
   fatigue export --project NAME --out DIR anonymised research export
 
 Configuration comes from FATIGUE_* environment variables (see README, "Configuration").

@@ -1,0 +1,53 @@
+"""Local days in the database path: a clock change gives a 23-hour day, and a late, out-of-order run lands in
+its own day on the next incremental run."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from compliance.job import run_compliance
+from compliance.rules import ComplianceRules
+
+
+def _participant(conn: psycopg.Connection[Any], start: date) -> uuid.UUID:
+    conn.execute("INSERT INTO core.forces (force_id) VALUES ('DST') ON CONFLICT DO NOTHING")
+    pid = uuid.uuid4()
+    conn.execute("INSERT INTO core.participants (participant_id, force_id, role_group, age_band, sex, programme_start)"
+                 " VALUES (%s, 'DST', 'response', '30-34', 'male', %s)", (pid, start))
+    return pid
+
+
+def _hour_runs(conn: psycopg.Connection[Any], pid: uuid.UUID, device: str, first: datetime, hours: int) -> None:
+    """One run per hour, one sample a minute."""
+    rows = [(device, first + timedelta(hours=h), first + timedelta(hours=h, minutes=59), pid,
+             list(range(0, 3_600_000, 60_000)), [60] * 60, [False] * 60, uuid.uuid4()) for h in range(hours)]
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO raw.hr_runs (device_id, start_ts, end_ts, participant_id, offsets_ms, bpm, "
+                        "suspect, msg_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", rows)
+
+
+def _wear(conn: psycopg.Connection[Any], pid: uuid.UUID) -> dict[date, float]:
+    rows = conn.execute("SELECT day, wear_min FROM compliance.daily WHERE participant_id = %s", (pid,)).fetchall()
+    return {r[0]: float(r[1]) for r in rows}
+
+
+def test_spring_forward_day_has_23_hours_and_late_runs_land_in_their_day(db: psycopg.Connection[Any]) -> None:
+    pid = _participant(db, date(2025, 3, 20))
+    # Continuous wear from 2025-03-29 00:00 UTC for 48 h; clocks go forward at 01:00 UTC on 30 March.
+    _hour_runs(db, pid, "dst-dev", datetime(2025, 3, 29, tzinfo=UTC), 48)
+    run_compliance(db, ComplianceRules(), "Europe/London", now=datetime(2025, 3, 31, 12, tzinfo=UTC))
+    wear = _wear(db, pid)
+    assert wear[date(2025, 3, 29)] == 1440.0
+    assert wear[date(2025, 3, 30)] == 23 * 60, "local 30 March is 23 hours long"
+    assert wear[date(2025, 3, 31)] == 60.0, "23:00-24:00 UTC on the 30th is 00:00-01:00 BST on the 31st"
+    # A run for the 25th arrives late (a gateway's backlog): only that day changes, on the next run.
+    _hour_runs(db, pid, "dst-dev", datetime(2025, 3, 25, 10, tzinfo=UTC), 2)
+    run_compliance(db, ComplianceRules(), "Europe/London", now=datetime(2025, 3, 31, 13, tzinfo=UTC),
+                   reread=timedelta(0))
+    after = _wear(db, pid)
+    assert after[date(2025, 3, 25)] == 120.0
+    assert {d: w for d, w in after.items() if d != date(2025, 3, 25)} == wear
