@@ -121,11 +121,13 @@ def day_range_samples(conn: Conn, ids: Sequence[uuid.UUID], lo: Sequence[datetim
     """
     args = (list(ids), list(lo), list(hi))
     span = ("FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS w(pid, lo, hi, i) ")
+    # One row per run; the offsets travel as one text each and are parsed by NumPy in one call (no row per
+    # sample on the wire or in Python).
     hr = conn.execute(
-        "SELECT w.i - 1, o.k, extract(epoch FROM r.start_ts) + o.ms / 1000.0 " + span +
+        "SELECT w.i - 1, extract(epoch FROM r.start_ts)::float8, cardinality(r.offsets_ms), "
+        "array_to_string(r.offsets_ms, ' ') " + span +
         "JOIN raw.hr_runs r ON r.participant_id = w.pid AND r.start_ts < w.hi AND r.end_ts >= w.lo "
-        "CROSS JOIN LATERAL unnest(r.offsets_ms) WITH ORDINALITY AS o(ms, k) "
-        "ORDER BY r.device_id, r.start_ts, o.k", args).fetchall()
+        "ORDER BY r.device_id, r.start_ts", args).fetchall()
     st = conn.execute(
         "SELECT w.i - 1, dense_rank() OVER (ORDER BY s.device_id), extract(epoch FROM s.ts), "
         "CASE WHEN s.worn THEN 1 WHEN NOT s.worn THEN 0 ELSE -1 END " + span +
@@ -139,8 +141,11 @@ def day_range_samples(conn: Conn, ids: Sequence[uuid.UUID], lo: Sequence[datetim
     def col(rows: list[Any], k: int, dtype: Any) -> np.ndarray:
         return np.array([r[k] for r in rows], dtype=dtype)
 
-    run = np.cumsum(col(hr, 1, np.int64) == 1)  # ordered by run, then sample: a run starts at sample 1
-    return {"hr_row": col(hr, 0, np.int64), "hr_run": run, "hr_t": col(hr, 2, np.float64),
+    n = col(hr, 2, np.int64)
+    offsets_ms = np.fromstring(" ".join(r[3] for r in hr), dtype=np.float64, sep=" ") if hr else np.zeros(0)
+    run = np.repeat(np.arange(len(hr)), n)
+    hr_t = col(hr, 1, np.float64)[run] + offsets_ms / 1000.0
+    return {"hr_row": col(hr, 0, np.int64)[run], "hr_run": run, "hr_t": hr_t,
             "st_row": col(st, 0, np.int64), "st_dev": col(st, 1, np.int64), "st_t": col(st, 2, np.float64),
             "st_worn": col(st, 3, np.int8), "sl_row": col(sl, 0, np.int64), "sl_t": col(sl, 1, np.float64)}
 

@@ -31,12 +31,16 @@ from compliance.rules import ComplianceRules
 from risk.programme import load_programme
 from risk.publisher import MqttTarget
 
-__all__ = ["WINDOW_DAYS", "ComplianceSummary", "MqttTarget", "run_compliance", "run_scheduled"]
+__all__ = ["MAX_BACKFILL_DAYS", "WINDOW_DAYS", "ComplianceSummary", "MqttTarget", "run_compliance", "run_scheduled"]
 
 Conn = psycopg.Connection[Any]
 #: Days of daily rows read for the evaluation (today and 28 days back): "days since the last valid night" is
 #: reported up to 28 and as unknown (NULL) beyond.
 WINDOW_DAYS = 29
+#: Oldest day (before today) a run recomputes. Older rows (a first run over a long-running study) are not
+#: folded into compliance.daily: the evaluation reads 29 days and the ingester holds data older than 30 days
+#: for review anyway, so 35 days covers every day that can still change a level or a weekly report section.
+MAX_BACKFILL_DAYS = 35
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,9 @@ def run_compliance(conn: Conn, rules: ComplianceRules, tz: str, *, programme_day
         since, until = db.read_watermark(conn)
         since_eff = (since - reread) if since is not None else datetime.fromtimestamp(0, zone)
         db.update_device_state(conn, since_eff, until)
-        written = refresh_days(conn, db.touched_ranges(conn, since_eff, until, tz), zone)
+        floor = today - timedelta(days=MAX_BACKFILL_DAYS)
+        ranges = [(p, max(lo, floor), hi) for p, lo, hi in db.touched_ranges(conn, since_eff, until, tz) if hi >= floor]
+        written = refresh_days(conn, ranges, zone)
         db.write_watermark(conn, until)
         rows, wear, sleep = db.read_state_inputs(conn, now, today, programme_days, WINDOW_DAYS)
         ev = _evaluate(rows, wear, sleep, now, today, zone, rules)
