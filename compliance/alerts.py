@@ -2,9 +2,10 @@
 
 An alert is an *episode* (``compliance.alert_episodes``): it opens on the first run that sees its condition and
 closes on the first run that no longer does; at most one episode per participant and kind is open (a partial
-unique index). Each episode is published twice at most (``open`` then ``closed``) and written to the outbox
-twice at most; a failed delivery leaves its ``published_*`` / ``notified_*`` column empty and the next run
-retries it, so a message is never repeated for the same episode state.
+unique index). Each episode is published once ``open`` and once ``closed``, and written to the outbox once
+for each; a failed delivery leaves its ``published_*`` / ``notified_*`` column empty and the next run retries
+it. Delivery is recorded after it succeeds, so only a crash between the two can repeat a message: receivers
+drop a repeat by ``episode_id`` and ``state``.
 
 MQTT (for the gateway, so the officer's phone can nudge them): topic
 ``fatigue/v1/alerts/{gateway_id}/{device_id}/{kind}``, QoS 1, **retained** (a gateway that reconnects sees the

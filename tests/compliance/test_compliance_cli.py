@@ -48,6 +48,12 @@ def _seed(conn: psycopg.Connection[Any]) -> dict[str, str]:
     return refs
 
 
+def test_first_tick_on_an_empty_programme_says_what_to_do(db_url: str) -> None:
+    result = CliRunner().invoke(main, ["compliance", "--no-update"], env={"FATIGUE_DATABASE_URL": db_url})
+    assert result.exit_code == 0, result.output
+    assert "nobody is in their programme yet" in result.stdout and "fatigue participants import" in result.stdout
+
+
 def test_table_csv_names_and_a_delivery_retried(db: psycopg.Connection[Any], db_url: str, tmp_path: Path,
                                                 mqtt_broker: PrivateMosquitto) -> None:
     refs = _seed(db)
