@@ -152,18 +152,19 @@ def day_range_samples(conn: Conn, ids: Sequence[uuid.UUID], lo: Sequence[datetim
 
 def upsert_daily(conn: Conn, ids: Sequence[uuid.UUID], days: Sequence[date], wear_min: np.ndarray,
                  sleep_n: np.ndarray) -> int:
-    """Replace ``compliance.daily`` rows of each (participant, day); rows with neither wear nor sleep are
-    deleted so that "no row" keeps meaning "no data"."""
+    """Replace ``compliance.daily`` rows of each (participant, day); ``wear_min`` NaN is stored as NULL (no
+    wear signal). Rows with neither a wear signal nor sleep are deleted, so "no row" keeps meaning "no data"."""
     if not ids:
         return 0
     conn.execute(
         "DELETE FROM compliance.daily d USING unnest(%s::uuid[], %s::date[]) AS k(pid, day) "
         "WHERE d.participant_id = k.pid AND d.day = k.day", (list(ids), list(days)))
-    keep = (wear_min > 0) | (sleep_n > 0)
+    keep = np.isfinite(wear_min) | (sleep_n > 0)
     with conn.cursor() as cur, cur.copy(
             "COPY compliance.daily (participant_id, day, wear_min, sleep_episodes) FROM STDIN") as copy:
         for i in np.flatnonzero(keep):
-            copy.write_row((ids[int(i)], days[int(i)], float(wear_min[i]), int(sleep_n[i])))
+            wear = float(wear_min[i]) if np.isfinite(wear_min[i]) else None
+            copy.write_row((ids[int(i)], days[int(i)], wear, int(sleep_n[i])))
     return int(keep.sum())
 
 
@@ -191,11 +192,12 @@ def read_state_inputs(conn: Conn, now: datetime, today: date, programme_days: in
     Returns
     -------
     (rows, wear_min, sleep_n)
-        ``rows`` as selected by ``_INPUTS``; matrices of shape (P, window_days) ending on ``today``.
+        ``rows`` as selected by ``_INPUTS``; matrices of shape (P, window_days) ending on ``today``
+        (``wear_min`` NaN where there is no wear signal).
     """
     rows = conn.execute(_INPUTS, {"now": now, "today": today, "days": programme_days}).fetchall()
     P = len(rows)
-    wear = np.zeros((P, window_days))
+    wear = np.full((P, window_days), np.nan)
     sleep = np.zeros((P, window_days), np.int64)
     if P:
         first = today - timedelta(days=window_days - 1)
@@ -206,7 +208,7 @@ def read_state_inputs(conn: Conn, now: datetime, today: date, programme_days: in
             (first, [r[0] for r in rows], first, today)).fetchall()
         if daily:
             idx = np.array([r[0] for r in daily], np.int64), np.array([r[1] for r in daily], np.int64)
-            wear[idx] = [r[2] for r in daily]
+            wear[idx] = [np.nan if r[2] is None else float(r[2]) for r in daily]
             sleep[idx] = [r[3] for r in daily]
     return rows, wear, sleep
 

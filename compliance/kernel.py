@@ -97,12 +97,13 @@ def wear_minutes(sample_row: I64, sample_run: I64, sample_t_s: F64, n_rows: int,
     Returns
     -------
     ndarray of float, shape (n_rows, n_days)
-        Worn minutes (0 where no sample fell in the day).
+        Worn minutes; NaN where no sample fell in the day (no wear signal), 0 where every sample was
+        discounted by a "not worn" status.
     """
     n_days = day_edges_s.size - 1
     out = np.zeros(n_rows * n_days)
     if sample_t_s.size == 0 or n_days <= 0:
-        return out.reshape(n_rows, n_days)
+        return np.full((n_rows, n_days), np.nan)
     step = np.diff(sample_t_s)
     same_next = np.r_[sample_run[1:] == sample_run[:-1], False]
     same_prev = np.r_[False, sample_run[1:] == sample_run[:-1]]
@@ -115,8 +116,10 @@ def wear_minutes(sample_row: I64, sample_run: I64, sample_t_s: F64, n_rows: int,
         cover = np.where(_inside(sample_row, sample_t_s, run_start, *unworn), 0.0, cover)
     day = np.searchsorted(day_edges_s, sample_t_s, side="right") - 1
     ok = (day >= 0) & (day < n_days)
-    np.add.at(out, sample_row[ok] * n_days + day[ok], cover[ok] / 60.0)
-    return out.reshape(n_rows, n_days)
+    cells = sample_row[ok] * n_days + day[ok]
+    np.add.at(out, cells, cover[ok] / 60.0)
+    seen = np.bincount(cells, minlength=n_rows * n_days) > 0
+    return np.where(seen, out, np.nan).reshape(n_rows, n_days)
 
 
 def _inside(row: I64, t: F64, run_start: F64, i_row: I64, i_start: F64, i_end: F64) -> B:
@@ -140,9 +143,20 @@ def _running_max_by_row(row: I64, end: F64) -> F64:
 
 
 def valid_nights(wear_min: F64, sleep_n: I64, rules: ComplianceRules) -> B:
-    """Valid night per cell: a sleep episode ends that local day and the day has ``min_wear_h`` of wear."""
-    valid: B = (sleep_n >= 1) & (wear_min >= rules.min_wear_h * 60.0)
+    """Valid night per cell: a sleep episode ends that local day and the day has ``min_wear_h`` of wear, or no
+    wear signal at all (NaN: the device sent sleep but no heart rate), as the feature job's valid sleep day
+    (science.md 1.2), so that this view predicts the flags' "insufficient data" weeks."""
+    with np.errstate(invalid="ignore"):
+        valid: B = (sleep_n >= 1) & ((wear_min >= rules.min_wear_h * 60.0) | np.isnan(wear_min))
     return valid
+
+
+def _week_hours(wear_min: F64, week: B) -> F64:
+    """Worn hours over the week's columns; NaN when no day of it has a wear signal."""
+    w = wear_min[:, week]
+    known = np.isfinite(w).any(axis=1)
+    hours: F64 = np.where(known, np.nansum(np.where(np.isfinite(w), w, 0.0), axis=1) / 60.0, np.nan)
+    return hours
 
 
 @dataclass(frozen=True)
@@ -200,7 +214,8 @@ def evaluate(now_s: float, last_seen_s: F64, last_worn_s: F64, silent_from_s: F6
     battery_alert_open : ndarray of bool
         A battery alert is open (it then ends only at ``alert_battery_clear_pct``).
     wear_min : ndarray of float, shape (P, W)
-        Worn minutes per local day; column ``W - 1`` is today, column ``W - 1 - k`` is k days ago (W >= 8).
+        Worn minutes per local day, NaN without a wear signal; column ``W - 1`` is today, column ``W - 1 - k``
+        is k days ago (W >= 8).
     sleep_n : ndarray of int, shape (P, W)
         Sleep episodes ending on each local day.
     first_col : ndarray of int
@@ -234,7 +249,7 @@ def evaluate(now_s: float, last_seen_s: F64, last_worn_s: F64, silent_from_s: F6
     level = np.maximum.reduce([silent_level, unworn_level, low.astype(np.int64), nights_level]).astype(np.int8)
     return Evaluation(
         level=level, reasons=reasons, silent_h=silent_h, unworn_h=unworn_h,
-        wear_h_today=wear_min[:, W - 1] / 60.0, wear_h_7d=(wear_min * week[None, :]).sum(axis=1) / 60.0,
+        wear_h_today=wear_min[:, W - 1] / 60.0, wear_h_7d=_week_hours(wear_min, week),
         nights_sleep_7d=((sleep_n >= 1) & expected_mask).sum(axis=1).astype(np.int64),
         valid_nights_7d=n_valid, expected_nights_7d=expected, days_since_valid_night=since_valid,
         alert_silent=silent_h >= rules.alert_silent_h, alert_battery=low | still_low,

@@ -110,14 +110,15 @@ def read_section(conn: psycopg.Connection[Any], force_id: str, week_start: date,
         return None
     rows = conn.execute(_WEEK, {"force": force_id, "lo": week_start, "hi": week_start + timedelta(days=6),
                                 "days": programme_days}).fetchall()
-    wear, sleep = np.zeros((len(rows), 7)), np.zeros((len(rows), 7), np.int64)
+    wear, sleep = np.full((len(rows), 7), np.nan), np.zeros((len(rows), 7), np.int64)
     daily = conn.execute(
         "SELECT k.i - 1, d.day - %s, d.wear_min, d.sleep_episodes FROM unnest(%s::uuid[]) WITH ORDINALITY "
         "AS k(pid, i) JOIN compliance.daily d ON d.participant_id = k.pid AND d.day BETWEEN %s AND %s",
         (week_start, [r[0] for r in rows], week_start, week_start + timedelta(days=6))).fetchall()
     if daily:
         idx = np.array([r[0] for r in daily], np.int64), np.array([r[1] for r in daily], np.int64)
-        wear[idx], sleep[idx] = [float(r[2]) for r in daily], [int(r[3]) for r in daily]
+        wear[idx] = [np.nan if r[2] is None else float(r[2]) for r in daily]
+        sleep[idx] = [int(r[3]) for r in daily]
     col = np.arange(7)[None, :]
     in_programme = (col >= np.array([r[3] for r in rows], np.int64).reshape(-1, 1)) & (
         col < np.array([r[4] for r in rows], np.int64).reshape(-1, 1))

@@ -16,7 +16,8 @@ Levels (evaluated per participant, see :func:`compliance.kernel.evaluate`):
 - **ok** otherwise.
 
 A *valid night* is a local day with at least one detected sleep episode ending on it and at least
-``min_wear_h`` hours of wear (science.md 1.2, GGIR's 16 h). In a participant's first week the night rules
+``min_wear_h`` hours of wear (science.md 1.2, GGIR's 16 h), or no wear signal at all that day (sleep but no
+heart rate), as the feature job's valid sleep day. In a participant's first week the night rules
 count *missing* nights among the complete programme days so far, so day 3 is not "lapsed" for lack of days.
 """
 

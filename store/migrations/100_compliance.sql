@@ -27,12 +27,13 @@ CREATE TABLE compliance.device_state (
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
 
--- Per participant and local day: minutes covered by heart-rate samples (minus time a status said "not worn")
--- and sleep episodes ending that day. A row exists only for days with data; no row means no data.
+-- Per participant and local day: minutes covered by heart-rate samples (minus time a status said "not worn"),
+-- NULL when no heart-rate sample fell on the day (no wear signal), and sleep episodes ending that day. A row
+-- exists only for days with data; no row means no data.
 CREATE TABLE compliance.daily (
     participant_id  uuid NOT NULL REFERENCES core.participants ON DELETE CASCADE,
     day             date NOT NULL,
-    wear_min        real NOT NULL DEFAULT 0,
+    wear_min        real,
     sleep_episodes  smallint NOT NULL DEFAULT 0,
     computed_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (participant_id, day)

@@ -207,7 +207,7 @@ def test_wear_agrees_with_the_simulators_ground_truth(replay: Replay) -> None:
     with psycopg.connect(replay.url, autocommit=True) as conn:
         rows = conn.execute("SELECT i.staff_ref, d.day, d.wear_min / 60.0, d.sleep_episodes FROM compliance.daily d "
                             "JOIN core.identities i USING (participant_id)").fetchall()
-    got = {(r[0], r[1]): float(r[2]) for r in rows}
+    got = {(r[0], r[1]): float(r[2] or 0.0) for r in rows}
     complete = truth[truth["programme_day"] <= N_DAYS - 1]
     diffs = [abs(got.get((s, d), 0.0) - w) for s, d, w in
              zip(complete["staff_ref"], complete["sleep_date"], complete["wear_h_utc_day"], strict=True)]

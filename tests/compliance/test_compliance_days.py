@@ -51,3 +51,21 @@ def test_spring_forward_day_has_23_hours_and_late_runs_land_in_their_day(db: psy
     after = _wear(db, pid)
     assert after[date(2025, 3, 25)] == 120.0
     assert {d: w for d, w in after.items() if d != date(2025, 3, 25)} == wear
+
+
+def test_sleep_without_heart_rate_counts_as_valid_nights(db: psycopg.Connection[Any]) -> None:
+    """A device that exports sleep but no heart rate has no wear signal: its nights count on sleep alone, as in
+    the feature job's valid sleep day, so the view does not call lapsed a week the flags will evaluate."""
+    pid = _participant(db, date(2025, 6, 1))
+    db.execute("INSERT INTO raw.sleep_episodes (device_id, start_ts, end_ts, participant_id, in_bed, msg_id) "
+               "SELECT 'sleep-only', d + interval '22 hours', d + interval '30 hours', %s, true, gen_random_uuid() "
+               "FROM generate_series('2025-06-01'::timestamptz, '2025-06-09'::timestamptz, interval '1 day') d",
+               (pid,))
+    run_compliance(db, ComplianceRules(), "Europe/London", now=datetime(2025, 6, 10, 12, tzinfo=UTC))
+    row = db.execute("SELECT valid_nights_7d, expected_nights_7d, reasons, wear_h_7d FROM compliance.participant_state "
+                     "WHERE participant_id = %s", (pid,)).fetchone()
+    assert row is not None
+    assert row[:2] == (7, 7) and "nights" not in row[2]
+    assert row[3] is None, "no wear signal is unknown wear, not 0 h"
+    assert db.execute("SELECT count(*) FROM compliance.daily WHERE participant_id = %s AND wear_min IS NULL",
+                      (pid,)).fetchone() == (9,)

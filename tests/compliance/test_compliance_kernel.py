@@ -30,7 +30,7 @@ def test_one_sample_a_minute_counts_a_minute_each_and_one_hertz_a_second_each() 
     row, run, t = _samples((0, 3600.0, 60, 60.0), (1, 3600.0, 3600, 1.0))
     w = wear_minutes(row, run, t, 2, EDGES)
     assert w[0, 0] == pytest.approx(60.0) and w[1, 0] == pytest.approx(60.0)
-    assert w[:, 1].sum() == 0.0
+    assert np.isnan(w[:, 1]).all(), "no sample: no wear signal, not 0 h"
 
 
 def test_a_gap_inside_a_run_is_not_wear_and_midnight_splits_days() -> None:
@@ -96,8 +96,8 @@ def test_first_week_counts_missing_nights_not_absent_days() -> None:
 
 
 def test_valid_night_needs_sleep_and_wear() -> None:
-    v = valid_nights(np.array([[960.0, 960.0, 959.0]]), np.array([[1, 0, 1]]), R)
-    assert v.tolist() == [[True, False, False]]
+    v = valid_nights(np.array([[960.0, 960.0, 959.0, np.nan, np.nan]]), np.array([[1, 0, 1, 1, 0]]), R)
+    assert v.tolist() == [[True, False, False, True, False]], "no wear signal: sleep alone decides"
 
 
 def test_programme_file_carries_compliance_thresholds(tmp_path: Path) -> None:
