@@ -217,3 +217,26 @@ def test_wear_agrees_with_the_simulators_ground_truth(replay: Replay) -> None:
     assert len(drawer_days) == 3, "days 6-8 in the drawer have no wear at all"
     assert all((s, d) not in got or got[(s, d)] == 0.0 for s, d in zip(drawer_days["staff_ref"],
                                                                       drawer_days["sleep_date"], strict=True))
+
+
+def test_a_gateway_that_reconnects_gets_the_current_state(replay: Replay, mqtt_broker: PrivateMosquitto) -> None:
+    """Alerts are retained: a gateway subscribing afterwards sees each alert's last state (here: closed)."""
+    gateway = replay.feed.sim.cohort.gateway_id[LOST]
+    device = replay.feed.sim.cohort.device_a[LOST]
+    got: list[tuple[str, dict[str, Any], bool]] = []
+    ready = threading.Event()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="compliance-test-late-gateway")
+    c.on_connect = lambda cl, u, f, r, p: cl.subscribe(f"fatigue/v1/alerts/{gateway}/#", qos=1)
+    c.on_subscribe = lambda cl, u, m, r, p: ready.set()
+    c.on_message = lambda cl, u, m: got.append((m.topic, json.loads(m.payload), m.retain))
+    c.connect(mqtt_broker.host, mqtt_broker.port)
+    c.loop_start()
+    try:
+        assert ready.wait(10)
+        threading.Event().wait(1.0)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    assert sorted((t, m["state"], retained) for t, m, retained in got) == [
+        (f"fatigue/v1/alerts/{gateway}/{device}/nights", "closed", True),
+        (f"fatigue/v1/alerts/{gateway}/{device}/silent", "closed", True)]
