@@ -16,8 +16,12 @@ from typing import Any
 import numpy as np
 import psycopg
 
-__all__ = ["REREAD", "VIEW_COLUMNS", "day_range_samples", "read_state_inputs", "read_view", "read_watermark",
-           "touched_ranges", "update_device_state", "upsert_daily", "write_participant_state", "write_watermark"]
+from compliance.report_section import ComplianceSection, section_from_days
+from compliance.rules import ComplianceRules
+
+__all__ = ["REREAD", "VIEW_COLUMNS", "day_range_samples", "read_section", "read_state_inputs", "read_view",
+           "read_watermark", "touched_ranges", "update_device_state", "upsert_daily", "write_participant_state",
+           "write_watermark"]
 
 Conn = psycopg.Connection[Any]
 #: How far before the watermark each run re-reads (longest ingest transaction we tolerate).
@@ -254,3 +258,39 @@ def read_view(conn: Conn, *, force_id: str | None = None, names: bool = False,
     rows = conn.execute(_VIEW, {"names": names, "force": force_id, "levels": list(levels), "limit": limit,
                                 "offset": offset}).fetchall()
     return [dict(zip(VIEW_COLUMNS, r, strict=True)) for r in rows]
+
+
+_WEEK = """
+SELECT p.participant_id, p.consent_manager, CASE WHEN p.consent_manager THEN i.staff_ref END,
+       p.programme_start - %(lo)s, p.programme_start + %(days)s - %(lo)s
+FROM core.participants p LEFT JOIN core.identities i ON i.participant_id = p.participant_id
+WHERE p.force_id = %(force)s AND p.programme_start <= %(hi)s AND p.programme_start + %(days)s > %(lo)s
+  AND (p.withdrawn_at IS NULL OR p.withdrawn_at::date > %(hi)s)
+ORDER BY p.participant_id
+"""
+
+
+
+def read_section(conn: Conn, force_id: str, week_start: date, rules: ComplianceRules,
+                 programme_days: int = 120) -> ComplianceSection | None:
+    """The weekly report's compliance section of ``force_id`` for the week starting ``week_start`` (Monday).
+
+    None when the compliance job has never run (no watermark): an absent computation must not read as
+    "everybody lapsed". The staff reference of an officer who did not consent is never fetched.
+    """
+    if conn.execute("SELECT 1 FROM compliance.watermark").fetchone() is None:
+        return None
+    hi = week_start + timedelta(days=6)
+    rows = conn.execute(_WEEK, {"force": force_id, "lo": week_start, "hi": hi, "days": programme_days}).fetchall()
+    wear, sleep = np.full((len(rows), 7), np.nan), np.zeros((len(rows), 7), np.int64)
+    daily = conn.execute(
+        "SELECT k.i - 1, d.day - %s, d.wear_min, d.sleep_episodes FROM unnest(%s::uuid[]) WITH ORDINALITY "
+        "AS k(pid, i) JOIN compliance.daily d ON d.participant_id = k.pid AND d.day BETWEEN %s AND %s",
+        (week_start, [r[0] for r in rows], week_start, hi)).fetchall()
+    if daily:
+        idx = np.array([r[0] for r in daily], np.int64), np.array([r[1] for r in daily], np.int64)
+        wear[idx] = [np.nan if r[2] is None else float(r[2]) for r in daily]
+        sleep[idx] = [int(r[3]) for r in daily]
+    return section_from_days(week_start, wear, sleep, np.array([r[3] for r in rows], np.int64),
+                             np.array([r[4] for r in rows], np.int64), np.array([bool(r[1]) for r in rows], bool),
+                             [r[2] for r in rows], rules)

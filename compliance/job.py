@@ -24,9 +24,9 @@ import numpy as np
 import psycopg
 
 from compliance import db
-from compliance.alerts import ALERT_KINDS, connect_mqtt, deliver_mqtt, deliver_outbox, sync_episodes
 from compliance.kernel import LEVELS, REASONS, Evaluation, evaluate, unworn_intervals, wear_minutes
 from compliance.metrics import ComplianceMetrics, process_metrics
+from compliance.publisher import ALERT_KINDS, connect_mqtt, deliver_mqtt, deliver_outbox, sync_episodes
 from compliance.rules import ComplianceRules
 from risk.programme import load_programme
 from risk.publisher import MqttTarget

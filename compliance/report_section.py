@@ -10,8 +10,9 @@ else ok (the rules of :mod:`compliance.rules`). The section shows
 - the officers at watch or lapsed who consented to be named to their manager (``consent_manager``), with their
   valid nights; the others only as a suppressed count.
 
-Rendering: ``risk/templates/compliance_section.html.j2`` (included by the report template when a section is
-given) and :func:`section_csv` (``compliance.csv`` beside the report).
+Pure: :func:`compliance.db.read_section` reads the week and calls :func:`section_from_days`. Rendering:
+``risk/templates/compliance_section.html.j2`` (included by the report template when a section is given) and
+:func:`section_csv` (``compliance.csv`` beside the report).
 """
 
 from __future__ import annotations
@@ -20,17 +21,15 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import psycopg
 
 from compliance.kernel import LEVELS, valid_nights
 from compliance.rules import ComplianceRules
 from risk.report import HIDDEN, MIN_CELL, cell
 
-__all__ = ["ComplianceSection", "build_section", "read_section", "section_csv", "week_levels"]
+__all__ = ["ComplianceSection", "build_section", "section_csv", "section_from_days", "week_levels"]
 
 
 @dataclass(frozen=True)
@@ -89,42 +88,16 @@ def build_section(week_start: date, valid: npt.NDArray[np.int64], expected: npt.
                              cell(int((flagged & ~can_name).sum())), rules.min_wear_h)
 
 
-_WEEK = """
-SELECT p.participant_id, p.consent_manager, CASE WHEN p.consent_manager THEN i.staff_ref END,
-       p.programme_start - %(lo)s, p.programme_start + %(days)s - %(lo)s
-FROM core.participants p LEFT JOIN core.identities i ON i.participant_id = p.participant_id
-WHERE p.force_id = %(force)s AND p.programme_start <= %(hi)s AND p.programme_start + %(days)s > %(lo)s
-  AND (p.withdrawn_at IS NULL OR p.withdrawn_at::date > %(hi)s)
-ORDER BY p.participant_id
-"""
-
-
-def read_section(conn: psycopg.Connection[Any], force_id: str, week_start: date, rules: ComplianceRules,
-                 programme_days: int = 120) -> ComplianceSection | None:
-    """The section of ``force_id`` for the week starting ``week_start`` (Monday) from ``compliance.daily``.
-
-    None when the compliance job has never run (no watermark): an absent computation must not read as
-    "everybody lapsed". The staff reference of an officer who did not consent is never fetched.
-    """
-    if conn.execute("SELECT 1 FROM compliance.watermark").fetchone() is None:
-        return None
-    rows = conn.execute(_WEEK, {"force": force_id, "lo": week_start, "hi": week_start + timedelta(days=6),
-                                "days": programme_days}).fetchall()
-    wear, sleep = np.full((len(rows), 7), np.nan), np.zeros((len(rows), 7), np.int64)
-    daily = conn.execute(
-        "SELECT k.i - 1, d.day - %s, d.wear_min, d.sleep_episodes FROM unnest(%s::uuid[]) WITH ORDINALITY "
-        "AS k(pid, i) JOIN compliance.daily d ON d.participant_id = k.pid AND d.day BETWEEN %s AND %s",
-        (week_start, [r[0] for r in rows], week_start, week_start + timedelta(days=6))).fetchall()
-    if daily:
-        idx = np.array([r[0] for r in daily], np.int64), np.array([r[1] for r in daily], np.int64)
-        wear[idx] = [np.nan if r[2] is None else float(r[2]) for r in daily]
-        sleep[idx] = [int(r[3]) for r in daily]
+def section_from_days(week_start: date, wear_min: npt.NDArray[np.float64], sleep_n: npt.NDArray[np.int64],
+                      first_col: npt.NDArray[np.int64], end_col: npt.NDArray[np.int64],
+                      consent: npt.NDArray[np.bool_], staff_ref: list[str | None],
+                      rules: ComplianceRules) -> ComplianceSection:
+    """The section from each officer's 7 days of the week (``wear_min`` NaN: no wear signal); days before
+    ``first_col`` or from ``end_col`` on are outside the officer's programme and not expected."""
     col = np.arange(7)[None, :]
-    in_programme = (col >= np.array([r[3] for r in rows], np.int64).reshape(-1, 1)) & (
-        col < np.array([r[4] for r in rows], np.int64).reshape(-1, 1))
-    valid = (valid_nights(wear, sleep, rules) & in_programme).sum(axis=1).astype(np.int64)
-    return build_section(week_start, valid, in_programme.sum(axis=1).astype(np.int64),
-                         np.array([bool(r[1]) for r in rows], bool), [r[2] for r in rows], rules)
+    in_programme = (col >= first_col[:, None]) & (col < end_col[:, None])
+    valid = (valid_nights(wear_min, sleep_n, rules) & in_programme).sum(axis=1).astype(np.int64)
+    return build_section(week_start, valid, in_programme.sum(axis=1).astype(np.int64), consent, staff_ref, rules)
 
 
 def section_csv(section: ComplianceSection) -> dict[str, str]:

@@ -22,7 +22,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from compliance.report_section import read_section, section_csv
+from compliance.db import read_section
+from compliance.report_section import section_csv
 from risk.db import read_report_flags, record_report, report_recipients
 from risk.programme import Programme
 from risk.report import Report, build_report, csv_files, render_html

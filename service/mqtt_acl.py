@@ -8,7 +8,7 @@ user                        rights
 each gateway (its id)       write ``fatigue/v1/{gateway_id}/#``; read ``fatigue/v1/alerts/{gateway_id}/#``
 ``fatigue-ingest``          read ``fatigue/v1/+/+/+`` and ``$share/{group}/fatigue/v1/+/+/+``
 ``fatigue-jobs``            write ``fatigue/v1/reports/+`` (weekly report notices) and ``fatigue/v1/alerts/#``
-                            (compliance alerts, ``compliance.alerts``)
+                            (compliance alerts, ``compliance.publisher``)
 ``notice-{force_id}``       read ``fatigue/v1/reports/{force_id}`` only
 ``healthcheck``             read ``$SYS/#``
 ==========================  =========================================================================

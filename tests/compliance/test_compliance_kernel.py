@@ -131,7 +131,7 @@ def test_contract_page_shows_the_alert_payload_the_code_sends() -> None:
     import uuid
     from datetime import UTC, datetime
 
-    from compliance.alerts import AlertEvent, alert_payload
+    from compliance.publisher import AlertEvent, alert_payload
 
     doc = (Path(__file__).parents[2] / "docs" / "contract.md").read_text()
     (topic, body), = re.findall(r"Alert topic: `([^`]+)`\n```json\n(.*?)```", doc, flags=re.DOTALL)
