@@ -41,6 +41,7 @@ WINDOW_DAYS = 29
 #: folded into compliance.daily: the evaluation reads 29 days and the ingester holds data older than 30 days
 #: for review anyway, so 35 days covers every day that can still change a level or a weekly report section.
 MAX_BACKFILL_DAYS = 35
+_LOCK_KEY = 0x636F6D70  # "comp": one advisory-lock key for compliance runs
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class ComplianceSummary:
     publish_failed: int
     notified: int
     seconds: float
+    skipped: bool = False  # another run held the lock: nothing was done
 
 
 def _midnight_s(day: date, tz: ZoneInfo) -> float:
@@ -156,7 +158,22 @@ def run_compliance(conn: Conn, rules: ComplianceRules, tz: str, *, programme_day
     reread : timedelta
         How far before the watermark to read again (:data:`compliance.db.REREAD`; tests that commit every
         row before the run use 0).
+
+    Two runs never overlap (two schedulers, or the CLI during a tick): a session advisory lock is taken
+    first, and a run that cannot take it returns at once with ``skipped`` set.
     """
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()
+    if not (row and row[0]):
+        return ComplianceSummary(0, 0, {}, 0, 0, 0, 0, 0, 0.0, skipped=True)
+    try:
+        return _run(conn, rules, tz, programme_days, now, mqtt, outbox, metrics, reread)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+
+
+def _run(conn: Conn, rules: ComplianceRules, tz: str, programme_days: int, now: datetime | None,
+         mqtt: MqttTarget | None, outbox: Path | None, metrics: ComplianceMetrics | None,
+         reread: timedelta) -> ComplianceSummary:
     started = time.perf_counter()
     zone = ZoneInfo(tz)
     now = (now or datetime.now(zone)).astimezone(zone)

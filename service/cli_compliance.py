@@ -17,7 +17,7 @@ import psycopg
 from prometheus_client import write_to_textfile
 
 from compliance.db import VIEW_COLUMNS, read_view
-from compliance.job import MqttTarget, run_compliance
+from compliance.job import ComplianceSummary, MqttTarget, run_compliance
 from compliance.metrics import ComplianceMetrics
 from risk.programme import ProgrammeError, load_programme
 from service.settings import Settings
@@ -68,6 +68,15 @@ def _csv(rows: list[dict[str, Any]], names: bool, out: TextIO) -> None:
                          for c in cols])
 
 
+def _summary_line(summary: ComplianceSummary) -> str:
+    if summary.skipped:
+        return "another compliance run is in progress (the scheduler?); showing the state it last stored"
+    failed = (f", {summary.publish_failed} not published (broker unreachable? retried next run)"
+              if summary.publish_failed else "")
+    return (f"updated {summary.participant_days} participant-day(s); alerts: {summary.opened} opened, "
+            f"{summary.closed} closed, {summary.published} published, {summary.notified} to the outbox{failed}")
+
+
 @click.command("compliance")
 @click.option("--force", "force_id", default=None, help="Only this force.")
 @click.option("--level", "levels", type=click.Choice(["ok", "watch", "lapsed"]), multiple=True,
@@ -108,10 +117,7 @@ def compliance_command(force_id: str | None, levels: tuple[str, ...], names: boo
                                      outbox=s.outbox_dir, metrics=metrics)
             if metrics_file:
                 write_to_textfile(str(metrics_file), metrics.registry)
-            click.echo(f"updated {summary.participant_days} participant-day(s); alerts: {summary.opened} opened, "
-                       f"{summary.closed} closed, {summary.published} published, {summary.notified} to the outbox"
-                       + (f", {summary.publish_failed} not published (broker unreachable? retried next run)"
-                          if summary.publish_failed else ""), err=True)
+            click.echo(_summary_line(summary), err=True)
         rows = read_view(conn, force_id=force_id, names=names, levels=levels or ("ok", "watch", "lapsed"))
     if csv_path is not None:
         if str(csv_path) == "-":

@@ -69,3 +69,13 @@ def test_sleep_without_heart_rate_counts_as_valid_nights(db: psycopg.Connection[
     assert row[3] is None, "no wear signal is unknown wear, not 0 h"
     assert db.execute("SELECT count(*) FROM compliance.daily WHERE participant_id = %s AND wear_min IS NULL",
                       (pid,)).fetchone() == (9,)
+
+
+def test_two_runs_never_overlap(db: psycopg.Connection[Any], db_url: str) -> None:
+    """A second run while one holds the lock (two schedulers, or the CLI during a tick) does nothing."""
+    with psycopg.connect(db_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (0x636F6D70,))
+        skipped = run_compliance(db, ComplianceRules(), "Europe/London")
+        other.execute("SELECT pg_advisory_unlock(%s)", (0x636F6D70,))
+    assert skipped.skipped and skipped.participants == 0
+    assert not run_compliance(db, ComplianceRules(), "Europe/London").skipped
