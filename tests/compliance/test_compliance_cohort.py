@@ -213,6 +213,10 @@ def test_wear_agrees_with_the_simulators_ground_truth(replay: Replay) -> None:
              zip(complete["staff_ref"], complete["sleep_date"], complete["wear_h_utc_day"], strict=True)]
     assert len(diffs) == 4 * (N_DAYS - 1)
     assert max(diffs) <= 1 / 60, f"worn hours differ from the truth by up to {max(diffs):.3f} h"
+    sleeps = {(r[0], r[1]): int(r[3]) for r in rows}
+    mine = complete[complete["staff_ref"] == replay.staff[COMPLIANT]]
+    assert [sleeps.get((replay.staff[COMPLIANT], d), 0) for d in mine["sleep_date"]] == mine["n_episodes"].tolist(), \
+        "every sleep episode of the compliant officer is counted on the day it ends"
     drawer_days = complete[(complete["staff_ref"] == replay.staff[DRAWER]) & (complete["wear_h_utc_day"] == 0)]
     assert len(drawer_days) == 3, "days 6-8 in the drawer have no wear at all"
     assert all((s, d) not in got or got[(s, d)] == 0.0 for s, d in zip(drawer_days["staff_ref"],
