@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import psycopg
+import structlog
 
 from compliance import db
 from compliance.kernel import LEVELS, REASONS, Evaluation, evaluate, unworn_intervals, wear_minutes
@@ -34,6 +35,7 @@ from risk.publisher import MqttTarget
 __all__ = ["MAX_BACKFILL_DAYS", "WINDOW_DAYS", "ComplianceSummary", "MqttTarget", "run_compliance", "run_scheduled"]
 
 Conn = psycopg.Connection[Any]
+log = structlog.get_logger("compliance.job")
 #: Days of daily rows read for the evaluation (today and 28 days back): "days since the last valid night" is
 #: reported up to 28 and as unknown (NULL) beyond.
 WINDOW_DAYS = 29
@@ -224,5 +226,8 @@ def run_scheduled(database_url: str, tz: str, now: datetime, mqtt: MqttTarget | 
     """One run for ``fatigue serve``'s scheduler (every tick): packaged programme, process-wide metrics."""
     programme = load_programme(None)
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
-        run_compliance(conn, programme.compliance, tz, programme_days=programme.days, now=now, mqtt=mqtt,
-                       outbox=outbox, metrics=process_metrics())
+        s = run_compliance(conn, programme.compliance, tz, programme_days=programme.days, now=now, mqtt=mqtt,
+                           outbox=outbox, metrics=process_metrics())
+    log.info("scheduler.compliance", skipped=s.skipped, participants=s.participants, days=s.participant_days,
+             levels=s.levels, opened=s.opened, closed=s.closed, published=s.published,
+             not_published=s.publish_failed, outbox=s.notified, seconds=round(s.seconds, 2))
