@@ -79,3 +79,19 @@ def test_two_runs_never_overlap(db: psycopg.Connection[Any], db_url: str) -> Non
         other.execute("SELECT pg_advisory_unlock(%s)", (0x636F6D70,))
     assert skipped.skipped and skipped.participants == 0
     assert not run_compliance(db, ComplianceRules(), "Europe/London").skipped
+
+
+def test_the_scheduler_tick_runs_compliance(db: psycopg.Connection[Any], db_url: str, tmp_path: Any) -> None:
+    """``fatigue serve``'s scheduler evaluates compliance on every tick (no broker configured here)."""
+    from service.serve import Scheduler, ServeConfig
+
+    pid = _participant(db, date(2025, 9, 1))
+    # The weekly job has run (its report cannot yet be drawn for a force without flags: left to issue 15).
+    db.execute("INSERT INTO risk.flag_runs (as_of, programme_version, algorithm_version, evaluated, issued, revised, "
+               "unchanged, started_at) VALUES ('2025-09-05', 'v1', 'a1', 0, 0, 0, 0, '2025-09-05 12:00+00')")
+    Scheduler(ServeConfig(db_url, "Europe/London", tmp_path, api=False)).tick(datetime(2025, 9, 5, 12, tzinfo=UTC))
+    row = db.execute("SELECT level, evaluated_at FROM compliance.participant_state WHERE participant_id = %s",
+                     (pid,)).fetchone()
+    assert row == ("lapsed", datetime(2025, 9, 5, 12, tzinfo=UTC)), "4 days without a word from the device"
+    lines = (tmp_path / "compliance" / "alerts.jsonl").read_text().splitlines()
+    assert any('"kind": "silent"' in ln for ln in lines)
