@@ -10,6 +10,7 @@ COPY risk risk
 COPY simulators simulators
 COPY store store
 COPY exports exports
+COPY compliance compliance
 COPY service service
 RUN pip install . && useradd --system --uid 10001 fatigue \
     && mkdir -p /app/var/outbox && chown -R fatigue /app/var

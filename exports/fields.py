@@ -47,9 +47,14 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "programme_day": (_N, "d", "Study day since enrolment, 1 = first programme day (no calendar date)."),
     "programme_week": (_N, "wk", "Programme week, 1 = days 1-7."),
     "weekday": (_N, "", "Local (Europe/London) weekday of the sleep day, 0 = Monday .. 6 = Sunday."),
-    "valid_sleep_day": (_B, "", "Enough wear and a detected main sleep for the day to count."),
-    "wear_h": (_F, "h", "Hours of device wear in the sleep day."),
-    "n_episodes": (_N, "", "Sleep episodes ending on the sleep day."),
+    "valid_sleep_day": (_B, "", "Data-quality flag: the day counts for sleep statistics. True when wear_h >= 16 h "
+                        "(GGIR includedaycrit), or, on a day with no wear signal (wear_h missing), when >= 1 sleep "
+                        "episode ends on it. Filter on it before averaging sleep; false days are missing data, not "
+                        "short sleep."),
+    "wear_h": (_F, "h", "Data-quality measure: hours of device wear on the local day, from the span of its heart-rate "
+                        "runs (first to last sample, attributed to the day the run starts, capped at 24). Missing "
+                        "when the device sent no heart rate that day (no wear signal)."),
+    "n_episodes": (_N, "", "Sleep episodes ending on the sleep day (0 on a valid day without detected sleep)."),
     "tib_min": (_F, "min", "Time in bed."),
     "tst_min": (_F, "min", "Total sleep time (all episodes)."),
     "main_tst_min": (_F, "min", "Total sleep time of the main episode."),
@@ -66,7 +71,8 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "sleep_performance_pct": (_F, "%", "Sleep obtained as a percentage of need."),
     "sri_14d": (_F, "1", "Sleep regularity index over 14 days (-100..100)."),
     "sleep_consistency": (_F, "1", "Sleep timing consistency (0-1)."),
-    "valid_hrv_night": (_B, "", "Enough clean RR data for night HRV."),
+    "valid_hrv_night": (_B, "", "Data-quality flag: the night has >= 6 clean RR windows, so rmssd_ms, ln_rmssd, "
+                        "sdnn_ms, pnn50_pct and resting_hr_bpm from RR are computed; filter on it for HRV."),
     "rmssd_ms": (_F, "ms", "Night RMSSD, rounded to 1 ms."),
     "ln_rmssd": (_F, "1", "Natural log of the released (rounded) RMSSD in ms (dimensionless)."),
     "sdnn_ms": (_F, "ms", "Night SDNN, rounded to 1 ms."),

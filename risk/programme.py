@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from compliance.rules import ComplianceRules, parse_compliance
 
 __all__ = ["CRITERIA", "Phases", "Programme", "ProgrammeError", "Threshold", "Validity", "load_programme"]
 
@@ -96,6 +98,7 @@ class Programme:
     phases: Phases
     validity: Validity
     thresholds: Mapping[str, Threshold]
+    compliance: ComplianceRules = field(default_factory=ComplianceRules)  # [compliance], defaults if absent
 
     def calibration_weeks(self) -> int:
         """Number of whole programme weeks inside the calibration phase (2 for days 1-14)."""
@@ -206,10 +209,15 @@ def parse_programme(data: Mapping[str, Any]) -> Programme:
     parsed = {c: _threshold(c, _table(thresholds, c, "thresholds.")) for c in CRITERIA}
     weeks = _int(data, "weeks", "", 1, 52)
     days = _int(data, "days", "", 7 * weeks, 7 * weeks + 6)
+    try:
+        compliance = parse_compliance(data.get("compliance"))
+    except ValueError as exc:
+        raise ProgrammeError(str(exc)) from exc
     return Programme(
         version=version.strip(), days=days, weeks=weeks,
         need_pop_h=float(_number(data, "need_pop_h", "", "hours in [4, 12]", lambda v: 4 <= v <= 12) or 8.0),
-        phases=_phases(data), validity=_validity(data), thresholds=MappingProxyType(parsed))
+        phases=_phases(data), validity=_validity(data), thresholds=MappingProxyType(parsed),
+        compliance=compliance)
 
 
 def load_programme(path: str | Path | None = None) -> Programme:

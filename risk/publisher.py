@@ -31,6 +31,8 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from compliance.db import read_section
+from compliance.report_section import section_csv
 from risk.charts import inline_png
 from risk.db import read_report_flags, record_report, report_recipients
 from risk.programme import Programme
@@ -101,7 +103,9 @@ def render_report(conn: psycopg.Connection[Any], force_id: str, iso_week: str, r
     report = build_report(report_id, force_id, iso_week, week_start, week_end, flags, programme,
                           now or datetime.now().astimezone())
     n_week = int(((flags["week_end"] >= week_start) & (flags["week_end"] <= week_end)).sum()) if len(flags) else 0
-    return report, render_html(report), csv_files(report), n_week
+    section = read_section(conn, force_id, week_start, programme.compliance, programme.days)  # issue 21
+    csvs = {**csv_files(report), **(section_csv(section) if section else {})}
+    return report, render_html(report, section), csvs, n_week
 
 
 def write_outbox(outbox: Path, report: Report, html: str, csvs: dict[str, str]) -> tuple[Path, Path, list[Path]]:

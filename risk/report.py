@@ -206,12 +206,13 @@ def week_summary(flags: pd.DataFrame, iso_week: str) -> WeekSummary:
                        _opt(t.revised[0], t.revised_shown[0]), mean if math.isfinite(mean) else None)
 
 
-def render_html(report: Report) -> str:
-    """Render the self-contained HTML page (inline CSS and SVG only)."""
+def render_html(report: Report, compliance: Any = None) -> str:
+    """Render the self-contained HTML page (inline CSS and SVG only); ``compliance``: a
+    :class:`compliance.report_section.ComplianceSection` to include (issue 21), or None."""
     env = jinja2.Environment(loader=jinja2.PackageLoader("risk", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
     env.filters["label"] = lambda lv: str(lv).replace("_", " ")
-    return env.get_template("report.html.j2").render(r=report, colours=_COLOURS)
+    return env.get_template("report.html.j2").render(r=report, colours=_COLOURS, compliance=compliance)
 
 
 def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

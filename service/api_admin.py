@@ -1,4 +1,4 @@
-"""Administrators' routes: participants, devices, withdrawal and erasure, API tokens.
+"""Administrators' routes: participants, devices, compliance, withdrawal and erasure, API tokens.
 
 Queries run as ``fatigue_admin``. Staff references appear only on request (``include_identity=true``) and that
 read is audited; token creation returns the token once and stores only its hash.
@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
+from compliance.db import read_view
 from service.api_common import ID_PATTERN, Authenticated, State, require_role, scoped
 from service.audit import AuditEvent, record
 from service.auth import TokenError, create_token, list_tokens, parse_lifetime, revoke_token
@@ -91,6 +92,7 @@ class TokenOut(BaseModel):
 _PARTICIPANTS = "/v1/admin/participants"
 _WITHDRAW = "/v1/admin/participants/{participant_id}/withdraw"
 _TOKENS = "/v1/admin/tokens"
+_COMPLIANCE = "/v1/admin/compliance"
 
 _PARTICIPANTS_SQL = """
 SELECT p.participant_id, p.force_id, p.role_group, p.age_band, p.sex, p.programme_start, p.consent_manager,
@@ -130,6 +132,52 @@ def list_devices(principal: Authenticated, st: State, limit: Limit = 100, offset
         record(conn, AuditEvent(principal.token_id, principal.role, "read_devices", "/v1/admin/devices",
                                 row_count=len(rows)))
     return [DeviceOut(device_id=r[0], participant_id=r[1], valid_from=r[2], valid_to=r[3]) for r in rows]
+
+
+class ComplianceOut(BaseModel):
+    """One participant's latest compliance evaluation (``fatigue compliance``); see compliance/rules.py."""
+
+    force_id: str
+    participant_id: uuid.UUID
+    staff_ref: str | None = None
+    device_id: str | None
+    level: Literal["ok", "watch", "lapsed"]
+    reasons: list[str]
+    last_seen_ts: datetime | None
+    silent_h: float | None
+    last_worn_ts: datetime | None
+    battery_pct: int | None
+    worn: bool | None
+    online: bool | None
+    wear_h_today: float | None
+    wear_h_7d: float | None
+    nights_sleep_7d: int
+    valid_nights_7d: int
+    expected_nights_7d: int
+    days_since_valid_night: int | None
+    last_hr_ts: datetime | None
+    last_rr_ts: datetime | None
+    last_sleep_ts: datetime | None
+    last_status_ts: datetime | None
+    last_survey_ts: datetime | None
+    gateway_id: str | None
+    evaluated_at: datetime
+
+
+@router.get("/compliance", response_model=list[ComplianceOut], summary="Programme compliance, worst first")
+def get_compliance(principal: Authenticated, st: State,
+                   force_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
+                   level: Annotated[list[Literal["ok", "watch", "lapsed"]] | None, Query()] = None,
+                   include_identity: bool = False, limit: Limit = 100, offset: Offset = 0) -> list[ComplianceOut]:
+    """Last message per stream, battery, wear, valid nights and level; staff references with ``include_identity``."""
+    require_role(principal, "admin", st, _COMPLIANCE)
+    with scoped(st, principal) as conn:
+        rows = read_view(conn, force_id=force_id, names=include_identity, levels=level or ("ok", "watch", "lapsed"),
+                         limit=limit, offset=offset)
+        action = "read_compliance_identities" if include_identity else "read_compliance"
+        record(conn, AuditEvent(principal.token_id, principal.role, action, _COMPLIANCE, force_id,
+                                row_count=len(rows)))
+    return [ComplianceOut(**r) for r in rows]
 
 
 @router.post("/participants/{participant_id}/withdraw", response_model=WithdrawOut,

@@ -27,6 +27,7 @@ Typical order of work:
   fatigue ingest                          consume sensor messages from MQTT
   fatigue features                        compute daily features for new data
   fatigue flags                           issue weekly fatigue flags
+  fatigue compliance                      who is not wearing the device; alerts
   fatigue export run --project NAME --out DIR
                                           anonymised research export
 
@@ -43,6 +44,7 @@ Run `fatigue COMMAND --help` for details of each command.
 AREA_MODULES: tuple[str, ...] = (
     "service.cli_ingest", "service.cli_features", "service.cli_models", "service.cli_risk",
     "service.cli_exports", "service.cli_access", "service.cli_run", "service.cli_delivery",
+    "service.cli_compliance",
 )
 
 

@@ -5,15 +5,17 @@ Users and what they may do (reliability_security.md 2.1):
 ==========================  =========================================================================
 user                        rights
 ==========================  =========================================================================
-each gateway (its id)       write ``fatigue/v1/{gateway_id}/#`` only
+each gateway (its id)       write ``fatigue/v1/{gateway_id}/#``; read ``fatigue/v1/alerts/{gateway_id}/#``
 ``fatigue-ingest``          read ``fatigue/v1/+/+/+`` and ``$share/{group}/fatigue/v1/+/+/+``
-``fatigue-jobs``            write ``fatigue/v1/reports/+`` (weekly report notices)
+``fatigue-jobs``            write ``fatigue/v1/reports/+`` (weekly report notices) and ``fatigue/v1/alerts/#``
+                            (compliance alerts, ``compliance.publisher``)
 ``notice-{force_id}``       read ``fatigue/v1/reports/{force_id}`` only
 ``healthcheck``             read ``$SYS/#``
 ==========================  =========================================================================
 
 Every id must match ``[A-Za-z0-9_-]{1,64}``: ``+``, ``#``, ``/`` and anything else are refused, so no id can
-widen a topic rule (CVE-2017-7650). The gateway id ``reports`` is reserved, and usernames must be unique.
+widen a topic rule (CVE-2017-7650). The gateway ids ``reports`` and ``alerts`` are reserved (a gateway of that
+name could write report notices or alerts), and usernames must be unique.
 
 Passwords are generated (256-bit URL-safe) and written once to ``credentials.txt`` (mode 0600) for the operator
 to hand out; on regeneration existing passwords are kept, and so are password-file lines that still verify.
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-RESERVED_GATEWAY_IDS = frozenset({"reports"})
+RESERVED_GATEWAY_IDS = frozenset({"reports", "alerts"})
 ITERATIONS = 101  # mosquitto_passwd 2.0's default; the broker computes this per CONNECT
 CREDENTIALS_FILE = "credentials.txt"
 PASSWORD_FILE = "passwd"
@@ -94,13 +96,14 @@ def plan_users(gateways: Sequence[str], forces: Sequence[str], *, ingest_group: 
     for name, what in [(ingest_group, "ingest group"), (ingester, "user"), (publisher, "user"),
                        (healthcheck, "user")]:
         check_id(name, what)
-    users = [BrokerUser(check_id(g, "gateway id"), (("write", f"fatigue/v1/{g}/#"),)) for g in gateways]
+    users = [BrokerUser(check_id(g, "gateway id"), (("write", f"fatigue/v1/{g}/#"),
+                                                    ("read", f"fatigue/v1/alerts/{g}/#"))) for g in gateways]
     reserved = sorted(RESERVED_GATEWAY_IDS.intersection(gateways))
     if reserved:
-        raise AclError(f"gateway id {reserved[0]!r} refused: it is reserved for report notices")
+        raise AclError(f"gateway id {reserved[0]!r} refused: it is reserved for report notices and alerts")
     users.append(BrokerUser(ingester, (("read", "fatigue/v1/+/+/+"),
                                        ("read", f"$share/{ingest_group}/fatigue/v1/+/+/+"))))
-    users.append(BrokerUser(publisher, (("write", "fatigue/v1/reports/+"),)))
+    users.append(BrokerUser(publisher, (("write", "fatigue/v1/reports/+"), ("write", "fatigue/v1/alerts/#"))))
     users.extend(BrokerUser(f"notice-{check_id(f, 'force id')}", (("read", f"fatigue/v1/reports/{f}"),))
                  for f in forces)
     users.append(BrokerUser(healthcheck, (("read", "$SYS/#"),)))

@@ -204,7 +204,15 @@ class Scheduler:
         return [("daily", self.dirty, self.run_daily),
                 ("flags", lambda: self.weekly_due(now), lambda: self.run_weekly(now.date())),
                 ("reports", lambda: True, lambda: self.run_reports(now)),
-                ("exports", lambda: True, self.run_exports)]
+                ("exports", lambda: True, self.run_exports),
+                ("compliance", lambda: True, lambda: self.run_compliance(now))]
+
+    def run_compliance(self, now: datetime) -> None:
+        """Compliance levels and alerts from the data that arrived since the last run (issue 21; every tick)."""
+        from compliance.job import run_scheduled
+
+        run_scheduled(self.config.database_url, self.config.timezone, now, self.config.mqtt_target,
+                      self.config.outbox_dir)
 
     def _failed(self, name: str, st: _JobState, exc: Exception, now: datetime) -> None:
         st.failures += 1
