@@ -21,13 +21,17 @@ __all__ = ["DICTIONARY_CHANGELOG", "DICTIONARY_VERSION", "FIELDS", "dictionary_f
 
 #: Semantic version of the data dictionary (major: a column removed or its meaning changed; minor: added or
 #: re-documented; patch: wording).
-DICTIONARY_VERSION = "1.1.0"
+DICTIONARY_VERSION = "2.0.0"
 #: (version, what changed), oldest first. No calendar dates: exports must not carry any.
 DICTIONARY_CHANGELOG: tuple[tuple[str, str], ...] = (
     ("1.0.0", "First released dictionary: participants, daily_features, weekly_flags, aggregates."),
     ("1.1.0", "Units in UCUM syntax: programme_week 'week' -> 'wk'; ln_rmssd and the HRV baseline 'ln(ms)' -> "
               "'1' (natural log of a value in ms); dimensionless scores and indices get unit '1'. Values are "
               "unchanged."),
+    ("2.0.0", "participants.n_days removed (with the last programme day it gave the enrolment date away); new "
+              "participants.weeks_band (unit 'wk'): each participant's rows stop at this horizon band (4, 8, 12 or "
+              "17 programme weeks). Data-quality columns documented for filtering: wear_h, valid_sleep_day, "
+              "n_episodes, valid_hrv_night."),
 )
 
 _N = "integer"
@@ -42,7 +46,7 @@ FIELDS: dict[str, tuple[str, str, str]] = {
     "role_group": (_S, "", "Role group: response, investigation, specialist_other, or 'all' when generalised."),
     "age_band": (_S, "", "Age band: 10-year (18-29 .. 50+, top-coded), or 18-39/40+/all when generalised."),
     "sex": (_S, "", "female, male or not_stated (other values merged into not_stated)."),
-    "weeks_band": (_N, "week", "Horizon band: the participant's rows stop after this programme week (4, 8, 12 "
+    "weeks_band": (_N, "wk", "Horizon band: the participant's rows stop after this programme week (4, 8, 12 "
                               "or 17; the largest band not above the weeks completed at the export)."),
     "programme_day": (_N, "d", "Study day since enrolment, 1 = first programme day (no calendar date)."),
     "programme_week": (_N, "wk", "Programme week, 1 = days 1-7."),

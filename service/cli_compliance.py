@@ -9,18 +9,15 @@ import csv
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 from zoneinfo import ZoneInfo
 
 import click
-import psycopg
-from prometheus_client import write_to_textfile
 
-from compliance.db import VIEW_COLUMNS, read_view
-from compliance.job import ComplianceSummary, MqttTarget, run_compliance
-from compliance.metrics import ComplianceMetrics
-from risk.programme import ProgrammeError, load_programme
 from service.settings import Settings
+
+if TYPE_CHECKING:  # heavy imports only inside the command: `fatigue --help` stays fast
+    from compliance.job import ComplianceSummary
 
 __all__ = ["register"]
 
@@ -60,6 +57,8 @@ def _table(rows: list[dict[str, Any]], names: bool, out: TextIO) -> None:
 
 
 def _csv(rows: list[dict[str, Any]], names: bool, out: TextIO) -> None:
+    from compliance.db import VIEW_COLUMNS
+
     cols = [c for c in VIEW_COLUMNS if names or c != "staff_ref"]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(cols)
@@ -96,6 +95,14 @@ def compliance_command(force_id: str | None, levels: tuple[str, ...], names: boo
     Unless --no-update, new data is read first and alerts (device silent, low battery, too few valid nights)
     are published on MQTT for the gateways and written to the administrator's outbox, once per episode.
     """
+    import psycopg
+    from prometheus_client import write_to_textfile
+
+    from compliance.db import read_view
+    from compliance.job import MqttTarget, run_compliance
+    from compliance.metrics import ComplianceMetrics
+    from risk.programme import ProgrammeError, load_programme
+
     s = click.get_current_context().find_root().obj
     assert isinstance(s, Settings)
     try:
