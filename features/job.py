@@ -33,6 +33,8 @@ from features.regularity import pair_agreement, sleep_consistency, sri_14d, sri_
 from features.roster import duty_features, shift_codes
 from features.sleep import assign_sleep_days, daily_sleep, episode_metrics, sleep_intervals, sleep_runs
 from features.timeutil import local_day
+from features.wear import awake_where_worn
+from features.wear_io import read_nonwear
 
 __all__ = ["ALGORITHM_VERSION", "DAILY_COLUMNS", "N_DAYS", "FeatureRunSummary", "run_features"]
 
@@ -130,7 +132,8 @@ def _compute(conn: psycopg.Connection[tuple[object, ...]], ids: Sequence[object]
                  "consecutive_nights": duty.consecutive_nights, "consecutive_duty_days": duty.consecutive_duty_days,
                  "early_start": np.asarray(duty.early_start, dtype=np.bool_),
                  "forward_rotation": rotation,
-                 "time_awake_end_h": duty.time_awake_end_h}
+                 "time_awake_end_h": awake_where_worn(du.participant, du.end, duty.time_awake_end_h,
+                                                      read_nonwear(conn, ids))}  # type: ignore[arg-type]
     return cols, du, duty_cols
 
 

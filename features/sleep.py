@@ -14,7 +14,8 @@ References
 ----------
 science.md §1.1 (continuity definitions: BJSM sleep-definitions table; Ohayon et al. 2017 Sleep Health 3:6),
 §1.2 (end-date sleep day: Fitbit ``dateOfSleep``; main sleep = longest, Google Health ``main_sleep``),
-§6.3 (valid sleep day: GGIR ``includedaycrit`` 16 h or >= 1 episode).
+§6.3 (valid sleep day, revised 2026-12: >= 1 detected episode and GGIR ``includedaycrit`` 16 h wear where
+wear is known).
 """
 
 from __future__ import annotations
@@ -296,12 +297,13 @@ def assign_sleep_days(
 class DailySleep:
     """Participant x day arrays named like ``derived.daily_features`` (shape ``(P, n_days)``).
 
-    Totals (``tib_min``, ``tst_min`` = main + naps, ``main_tst_min``, ``nap_min``) are 0 on a valid day without
-    episodes and NaN on a day with no data. ``main_tst_min`` is 0 when episodes exist but none qualifies as main
+    Totals (``tib_min``, ``tst_min`` = main + naps, ``main_tst_min``, ``nap_min``) are NaN on a day without any
+    detected episode, worn or not: a dropped or unsynced episode is far likelier than a day without sleep, so
+    missing data never reads as 0 h (science §6.3, revised 2026-12). ``main_tst_min`` is 0 when episodes exist but none qualifies as main
     sleep (a real outcome, science §1.2). ``se_pct``, ``sol_min``, ``waso_min``, ``awakenings`` and
     ``midpoint_local_h`` describe the main sleep (NaN without one): S3 flags the SE of main sleeps and
-    recovery attaches to the main sleep. ``valid_sleep_day``: wear >= 16 h where a wear signal exists, else
-    >= 1 episode (science §1.2, §6.3).
+    recovery attaches to the main sleep. ``valid_sleep_day``: >= 1 detected episode and, where a wear signal
+    exists, wear >= 16 h (science §1.2, §6.3 revised 2026-12).
     """
 
     tib_min: F64
@@ -354,12 +356,12 @@ def daily_sleep(
         return out.reshape(shape)
 
     n_ep = np.bincount(cell, minlength=size).reshape(shape).astype(np.int64)
+    known = n_ep > 0  # a day without a detected episode is unknown, never 0 h (science 6.3, revised 2026-12)
     if wear_h is None:
-        valid = n_ep >= 1
+        valid = known
     else:
         w = np.asarray(wear_h, dtype=np.float64)
-        valid = np.where(np.isfinite(w), w >= min_wear_h, n_ep >= 1)
-    known = valid | (n_ep > 0)
+        valid = known & np.where(np.isfinite(w), w >= min_wear_h, True)
     tst = np.where(known, total(metrics.tst_min), np.nan)
     main = np.where(known, np.nan_to_num(of_main(metrics.tst_min), nan=0.0), np.nan)
     mid = of_main(metrics.midpoint_ts)
