@@ -9,7 +9,9 @@ science.md section 7:
 - otherwise (rest day, late or night start): free sleep around the chronotype midpoint (03:30 local + shift),
   TST + 1.0 h, plus half the repayment ``D_ew(d-1) / 4`` of science.md 2.3, capped at 1.5 h [ENG].
 
-A nap precedes a first night (p = 0.7) and some rest days (p = 0.08). Stages follow ~95-min cycles with deep
+Every main sleep also carries the officer's habitual effect (``Cohort.habitual_tst_h``: the at-risk subgroup
+sleeps shorter and less efficiently, see :mod:`simulators.cohort`). A nap precedes a first night (p = 0.7) and
+some rest days (p = 0.08). Stages follow ~95-min cycles with deep
 sleep early and REM late; wake bouts are placed so that sleep efficiency ~ N(88, 5^2) %.
 """
 
@@ -124,12 +126,13 @@ def _main_grid(params: SimParams, cohort: Cohort, roster: Roster, clock: Clock,
     morning = roster.on_duty & (start_local_h < 12.0) & ~prev_night
     gap_h = (roster.start_s - prev_end) / 3600.0
     quick = morning & (prev_end > 0) & (gap_h < 11.0)
-    se = np.clip(rng.normal(params.se_mean_pct, params.se_sd_pct, shape), 60.0, 99.0) / 100.0
+    se_mean = params.se_mean_pct + cohort.se_shift_pct[:, None]
+    se = np.clip(rng.normal(se_mean, params.se_sd_pct, shape), 60.0, 99.0) / 100.0
     z = rng.standard_normal(shape)
     tst_work = params.tst_work_h + params.tst_work_sd_h * z - params.quick_return_penalty_h * quick
     tst_night = params.tst_after_night_h + params.tst_after_night_sd_h * z
     tst_free = params.tst_work_h + params.free_day_extra_h + params.tst_work_sd_h * z
-    target = np.where(prev_night, tst_night, np.where(morning, tst_work, tst_free))
+    target = np.where(prev_night, tst_night, np.where(morning, tst_work, tst_free)) + cohort.habitual_tst_h[:, None]
     debt = ewma_debt(cohort.sleep_need_h[:, None] - np.clip(target, 3.0, 11.0), params.debt_half_life_d)
     free = ~prev_night & ~morning
     target = target + free * np.clip(_shift_prev(debt, 0.0).astype(np.float64) / 8.0, 0.0, 1.5)
