@@ -35,7 +35,7 @@ def _connect(url: str) -> psycopg.Connection[Any]:
             "and is FATIGUE_DATABASE_URL right?") from exc
 
 
-def _programme(path: Path | None) -> Any:
+def _programme(path: str | Path | None) -> Any:
     try:
         return load_programme(path)
     except ProgrammeError as exc:
@@ -54,9 +54,9 @@ def _mqtt_target(url: str | None) -> MqttTarget | None:
 @click.command("flags")
 @click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="Run date (default: today, local). Weeks that ended 2 or more days before it are evaluated.")
-@click.option("--programme", "programme_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Programme TOML (default: the packaged programme_v1.toml).")
-def flags_command(as_of: datetime | None, programme_path: Path | None) -> None:
+@click.option("--programme", "programme_path", type=str, default=None,
+              help="Programme TOML file, or a packaged version (programme-v1, programme-v2; default programme-v2).")
+def flags_command(as_of: datetime | None, programme_path: str | None) -> None:
     """Issue weekly fatigue flags for closed programme weeks (safe to run twice; late data makes revisions)."""
     s = _settings()
     programme = _programme(programme_path)
