@@ -31,9 +31,10 @@ from features.hrv import nightly_hrv
 from features.recovery import daily_recovery
 from features.regularity import pair_agreement, sleep_consistency, sri_14d, sri_origin
 from features.roster import duty_features, shift_codes
-from features.sleep import assign_sleep_days, daily_sleep, episode_metrics, sleep_intervals, sleep_runs
+from features.sleep import (assign_sleep_days, daily_sleep, episode_metrics, sleep_intervals, sleep_runs,
+                            with_unknown_days)
 from features.timeutil import local_day
-from features.wear import awake_where_worn
+from features.wear import awake_where_worn, days_worn
 from features.wear_io import read_nonwear
 
 __all__ = ["ALGORITHM_VERSION", "DAILY_COLUMNS", "N_DAYS", "FeatureRunSummary", "run_features"]
@@ -86,6 +87,8 @@ def _compute(conn: psycopg.Connection[tuple[object, ...]], ids: Sequence[object]
     wear = job_io.read_wear(conn, ids, day0, N_DAYS, tz)  # type: ignore[arg-type]
     daily = daily_sleep(ep.participant, ep.end, metrics, n_participants=n, day0=day0, n_days=N_DAYS,
                         wear_h=wear, days=days, tz=tz)
+    nonwear = read_nonwear(conn, ids)  # type: ignore[arg-type]
+    daily = with_unknown_days(daily, days_worn(n, N_DAYS, day0, nonwear, tz))  # issue 14: missing is not short
     du = job_io.read_duties(conn, ids)  # type: ignore[arg-type]
     duty = duty_features(du.participant, du.start, du.end, shift_codes(du.shift_type),
                          sleep_participant=ep.participant, sleep_start=ep.start, sleep_end=ep.end,
@@ -132,8 +135,7 @@ def _compute(conn: psycopg.Connection[tuple[object, ...]], ids: Sequence[object]
                  "consecutive_nights": duty.consecutive_nights, "consecutive_duty_days": duty.consecutive_duty_days,
                  "early_start": np.asarray(duty.early_start, dtype=np.bool_),
                  "forward_rotation": rotation,
-                 "time_awake_end_h": awake_where_worn(du.participant, du.end, duty.time_awake_end_h,
-                                                      read_nonwear(conn, ids))}  # type: ignore[arg-type]
+                 "time_awake_end_h": awake_where_worn(du.participant, du.end, duty.time_awake_end_h, nonwear)}
     return cols, du, duty_cols
 
 

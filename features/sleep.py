@@ -40,6 +40,7 @@ __all__ = [
     "sleep_regularity_index",
     "sleep_runs",
     "sri_14d",
+    "with_unknown_days",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -381,3 +382,18 @@ def daily_sleep(
         n_episodes=n_ep,
         valid_sleep_day=valid,
     )
+
+
+def with_unknown_days(daily: DailySleep, worn: B) -> DailySleep:
+    """Invalidate days without a detected main sleep whose sleep opportunity was not continuously worn.
+
+    Such a day has seen at most a nap: its total is unknown, not short (science 6.3, revised 2026-12). Totals
+    become NaN and ``valid_sleep_day`` False; days with a detected main sleep are unchanged.
+    """
+    unknown = ~(daily.main_tst_min > 0) & ~np.asarray(worn, dtype=np.bool_)
+    nan = np.where(unknown, np.nan, 1.0)
+    return DailySleep(
+        tib_min=daily.tib_min * nan, tst_min=daily.tst_min * nan, main_tst_min=daily.main_tst_min * nan,
+        nap_min=daily.nap_min * nan, se_pct=daily.se_pct, sol_min=daily.sol_min, waso_min=daily.waso_min,
+        awakenings=daily.awakenings, midpoint_local_h=daily.midpoint_local_h, n_episodes=daily.n_episodes,
+        valid_sleep_day=daily.valid_sleep_day & ~unknown)

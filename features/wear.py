@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FLAT_BATTERY_PCT", "MIN_GAP_S", "NonWear", "hr_gaps", "nonwear_intervals", "span_unknown",
-           "status_marks"]
+from features.timeutil import DAY_S, HOUR_S, LONDON, local_to_utc
+
+__all__ = ["FLAT_BATTERY_PCT", "MIN_GAP_S", "NonWear", "awake_where_worn", "days_worn", "hr_gaps",
+           "nonwear_intervals", "span_unknown", "status_marks"]
 
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
@@ -156,6 +158,27 @@ def awake_where_worn(participant: npt.ArrayLike, duty_end: npt.ArrayLike, awake_
     e = np.asarray(duty_end, dtype=np.int64)
     h = np.asarray(awake_h, dtype=np.float64)
     known = np.isfinite(h)
-    a = e - np.round(np.where(known, h, 0.0) * 3600.0).astype(np.int64)
+    a = e - np.round(np.where(known, h, 0.0) * HOUR_S).astype(np.int64)
     unknown = span_unknown(participant, a, np.maximum(e, a + 1), nonwear)
     return np.where(known & ~unknown, h, np.nan)
+
+
+#: Hours before local midnight that belong to a day's sleep opportunity (an evening bedtime) [ENG].
+OPPORTUNITY_LEAD_H = 6
+
+
+def days_worn(n_participants: int, n_days: int, day0: npt.ArrayLike, nonwear: NonWear,
+              tz: str = LONDON) -> B:
+    """``(P, n_days)`` True where the day's sleep opportunity was continuously worn.
+
+    The opportunity of local day ``d`` is ``[d 00:00 - 6 h, d+1 00:00)`` (end-date sleep days, science 1.2): a
+    day whose main sleep was not detected counts as a valid sleep day only when no non-wear interval overlaps
+    it, so a main sleep hidden by non-wear is unknown rather than "slept only the nap" (science 6.3 revised).
+    """
+    d0 = np.asarray(day0, dtype=np.int64)
+    p = np.repeat(np.arange(n_participants, dtype=np.int64), n_days)
+    day = (d0[p] if d0.ndim else np.full(p.size, int(d0))) + np.tile(np.arange(n_days, dtype=np.int64),
+                                                                     n_participants)
+    a = local_to_utc(day * DAY_S, tz) - OPPORTUNITY_LEAD_H * HOUR_S
+    b = local_to_utc((day + 1) * DAY_S, tz)
+    return ~span_unknown(p, a, b, nonwear).reshape(n_participants, n_days)

@@ -254,8 +254,10 @@ def _roster(duties: pd.DataFrame, exposure: pd.DataFrame, rows_d: npt.NDArray[np
     ge7, ge8 = _col(exposure, "minutes_kss_ge7"), _col(exposure, "minutes_kss_ge8")
     voided = np.zeros(len(exposure), np.bool_)
     if prog.validity.f1_needs_known_awake:
-        voided = _awake_unknown_exposure(duties, exposure, rows_d, rows_e)
-        ge7, ge8 = np.where(voided, np.nan, ge7), np.where(voided, np.nan, ge8)
+        voided |= _awake_unknown_exposure(duties, exposure, rows_d, rows_e)
+    if prog.validity.f1_ignores_estimated:
+        voided |= _col(exposure, "estimated", np.bool_)
+    ge7, ge8 = np.where(voided, np.nan, ge7), np.where(voided, np.nan, ge8)
     res["aux"].update(n_duties=n_duties, f1_ge7=ge7, f1_ge8=ge8, f1_rows=rows_e,
                       n_awake_unknown=_sum(rows_d, ~np.isfinite(awake_h), n), f1_voided=_sum(rows_e, voided, n),
                       f1_estimated=_sum(rows_e, _col(exposure, "estimated", np.bool_), n),

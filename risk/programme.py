@@ -95,6 +95,8 @@ class Validity:
     roster_required: bool
     f1_needs_known_awake: bool = False
     """A duty whose time awake is unknown (non-wear since the last sleep) has no F1 exposure (programme-v2)."""
+    f1_ignores_estimated: bool = False
+    """An exposure estimated over missing device sleep (< ``tpm_min_sleep_data_h``) is shown, never graded."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ def _validity(data: Mapping[str, Any]) -> Validity:
                                            lambda x: x >= 0) or 0.0),
         roster_required=roster,
         f1_needs_known_awake=_flag(v, "f1_needs_known_awake", "validity."),
+        f1_ignores_estimated=_flag(v, "f1_ignores_estimated", "validity."),
     )
 
 

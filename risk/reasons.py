@@ -83,8 +83,8 @@ def _not_evaluated(code: str, why: str, f: Rows, i: int, prog: Programme) -> str
         "sri_missing": f"regularity not computable (needs {v.min_sri_day_pairs} valid day-pairs in 14 days)",
         "no_awake_data": "time awake unknown for every duty this week (no detected sleep, or the device was not "
                          "worn since the last one)",
-        "awake_unknown": "predicted sleepiness not used: time awake unknown for this week's duties (device not "
-                         "worn since the last detected sleep)",
+        "awake_unknown": "predicted sleepiness not used: device sleep missing before this week's duties (time "
+                         "awake unknown or too little sleep data)",
         "no_model_output": "no fatigue-model output for this week's duties",
         "duty_features_pending": "duty features not yet computed for all of this week's rostered duties",
     }

@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from features.roster import duty_features
-from features.wear import NonWear, awake_where_worn, hr_gaps, nonwear_intervals, span_unknown, status_marks
+from features.wear import (NonWear, awake_where_worn, days_worn, hr_gaps, nonwear_intervals, span_unknown,
+                           status_marks)
 from features.wear_io import read_nonwear
 
 H = 3600
@@ -116,3 +117,27 @@ def test_read_nonwear_from_the_raw_tables(db: psycopg.Connection[tuple[object, .
     # is < 60 min; 01:00-01:58 covered
     assert got.tolist() == [True, True, False, True, False, False]
     assert span_unknown([0], [T0], [T0 + 60], nonwear).tolist() == [True]
+
+
+def test_day_without_main_sleep_under_nonwear_is_unknown_not_a_nap_day() -> None:
+    """Flat battery over a day sleep: only the nap was seen; the day is unknown, never '1 h of sleep'."""
+    from features.sleep import DailySleep, with_unknown_days
+    from features.timeutil import local_to_utc
+
+    day0 = 20_000  # days since 1970-01-01
+    midnight = int(local_to_utc(np.array([(day0 + 1) * 86_400]))[0])
+    flat = status_marks([0], [midnight + 9 * H], [1.0], [0.0])  # battery flat at 09:00 on day 1
+    cover = hr_gaps([0], [midnight - 3 * 86_400], [midnight + 5 * 86_400], 1)
+    worn = days_worn(1, 3, [day0], nonwear_intervals(cover, flat))
+    assert worn.tolist() == [[True, False, True]]
+    nan = np.full((1, 3), np.nan)
+    daily = DailySleep(tib_min=np.array([[480.0, 70.0, 470.0]]), tst_min=np.array([[420.0, 60.0, 410.0]]),
+                       main_tst_min=np.array([[420.0, 0.0, 410.0]]), nap_min=np.array([[0.0, 60.0, 0.0]]),
+                       se_pct=nan, sol_min=nan, waso_min=nan, awakenings=nan, midpoint_local_h=nan,
+                       n_episodes=np.array([[1, 1, 1]]), valid_sleep_day=np.array([[True, True, True]]))
+    out = with_unknown_days(daily, worn)
+    assert out.valid_sleep_day.tolist() == [[True, False, True]]
+    assert out.tst_min[0, 0] == 420.0 and np.isnan(out.tst_min[0, 1]) and out.tst_min[0, 2] == 410.0
+    # a detected main sleep stands even if the watch came off later that day
+    daily2 = DailySleep(**{**daily.__dict__, "main_tst_min": np.array([[420.0, 300.0, 410.0]])})
+    assert with_unknown_days(daily2, worn).valid_sleep_day.all()

@@ -70,7 +70,7 @@ def test_f1_ignores_exposure_of_duties_whose_time_awake_is_unknown() -> None:
     assert v1.levels["F1"][0] == RED  # v1 counted it: the artefact the v2 rule removes
     only_unknown = _week([_night()] * 7, duties[:1], exposure[:1])
     assert only_unknown.levels["F1"][0] == NE and only_unknown.overall[0] == 0
-    assert "time awake unknown" in str(criteria_record(only_unknown, 0, PROG)["F1"]["reason"])
+    assert "device sleep missing" in str(criteria_record(only_unknown, 0, PROG)["F1"]["reason"])
 
 
 def _frames(f: WeeklyFlags, duties: list[dict[str, Any]], exposure: list[dict[str, Any]]) -> tuple[pd.DataFrame, ...]:
@@ -118,3 +118,12 @@ def test_s4_never_sets_the_overall_level(sri: float, tst: float, awake: float, n
     if sri < 73.8 and n_valid >= 4:
         assert with_s4.levels["S4"][0] == 1  # still graded and shown
     assert np.all(with_s4.overall <= max(max(others), NE))
+
+
+def test_f1_estimated_over_missing_device_sleep_is_not_graded_in_v2() -> None:
+    duties = [_duty("2026-03-02 22:00", 9.0)]
+    exposure = [{"start_ts": "2026-03-02 22:00", "minutes_kss_ge7": 300.0, "minutes_kss_ge8": 240.0,
+                 "estimated": True}]
+    f = _week([_night()] * 7, duties, exposure)
+    assert f.levels["F1"][0] == NE and f.overall[0] == 0
+    assert weekly_flags(*_frames(f, duties, exposure), load_programme("programme-v1")).levels["F1"][0] == RED
