@@ -111,6 +111,8 @@ class Programme:
     validity: Validity
     thresholds: Mapping[str, Threshold]
     changelog: tuple[str, ...] = ()
+    warmup_days: float = 4.0
+    """Three-process-model warm-up (``[model] warmup_days``, >= 4, science 4.1): duties earlier get no F1."""
 
     def calibration_weeks(self) -> int:
         """Number of whole programme weeks inside the calibration phase (2 for days 1-14)."""
@@ -235,7 +237,15 @@ def parse_programme(data: Mapping[str, Any]) -> Programme:
         version=version.strip(), days=days, weeks=weeks,
         need_pop_h=float(_number(data, "need_pop_h", "", "hours in [4, 12]", lambda v: 4 <= v <= 12) or 8.0),
         phases=_phases(data), validity=_validity(data), thresholds=MappingProxyType(parsed),
-        changelog=_changelog(data))
+        changelog=_changelog(data), warmup_days=_warmup(data))
+
+
+def _warmup(data: Mapping[str, Any]) -> float:
+    model = data.get("model", {})
+    if not isinstance(model, Mapping):
+        raise ProgrammeError("model: expected a table")
+    value = _number(model, "warmup_days", "model.", "days in [4, 28]", lambda v: 4 <= v <= 28, optional=True)
+    return 4.0 if value is None else value
 
 
 def _changelog(data: Mapping[str, Any]) -> tuple[str, ...]:

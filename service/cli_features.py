@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from features.job import run_features
+from features.params import FeatureParams
+from risk.programme import ProgrammeError, load_programme
 from service.settings import Settings
 
 
@@ -19,7 +21,12 @@ def features_command(full: bool, quiet: bool) -> None:
     """
     settings = click.get_current_context().find_root().obj
     assert isinstance(settings, Settings)
-    summary = run_features(settings.database_url, settings.timezone, full=full, progress=not quiet)
+    try:
+        params = FeatureParams.of(load_programme(settings.programme))
+    except ProgrammeError as exc:
+        raise click.ClickException(f"FATIGUE_PROGRAMME: {exc}") from exc
+    summary = run_features(settings.database_url, settings.timezone, full=full, progress=not quiet,
+                           params=params)
     click.echo(f"{summary.participants} participant(s): {summary.days_written} day rows and "
                f"{summary.duties_written} duty rows written in {summary.seconds:.1f} s")
     click.echo("next: `fatigue models run`, then `fatigue flags`")

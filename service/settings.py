@@ -17,6 +17,8 @@ FATIGUE_OUTBOX_DIR       folder for weekly reports (default ``./var/outbox``).
 FATIGUE_SMTP_URL         ``smtp://host:port`` for e-mailing reports; unset means no e-mail.
 FATIGUE_LOG_LEVEL        ``debug|info|warning|error`` (default ``info``).
 FATIGUE_INGEST_MAX_LATENESS_DAYS  samples older than this are dead-lettered ``too_late`` (default 30).
+FATIGUE_PROGRAMME        the force's programme: a TOML file or a packaged version (default ``programme-v2``);
+                         it drives the ingest window, features, models and flags (risk/programme.py).
 FATIGUE_CRASH_POINTS     fault-injection tests only: ``after_commit:0.1,mid_copy:0.05`` (see
                          ``ingest.crashpoints``); never set in production.
 """
@@ -69,6 +71,7 @@ class Settings:
     log_level: str = "info"
     crash_points: str | None = None
     ingest_max_lateness_days: int = 30
+    programme: str | None = None
 
     @property
     def mqtt(self) -> MqttEndpoint:
@@ -182,4 +185,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_level=level,
         crash_points=_crash_points(env),
         ingest_max_lateness_days=_positive_int(env, "FATIGUE_INGEST_MAX_LATENESS_DAYS", 30),
+        programme=env.get("FATIGUE_PROGRAMME") or None,
     )

@@ -20,6 +20,7 @@ import pandas as pd
 import psycopg
 
 from features.job import run_features
+from features.params import FeatureParams
 from ingest.prepare import Inbound, prepare
 from ingest.writer import Writer
 from models.job import run_models
@@ -56,12 +57,12 @@ def _drop(admin_url: str, url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
 
 
-def _load(url: str, out: Path, tz: str) -> None:
+def _load(url: str, out: Path, tz: str, programme_days: int) -> None:
     with psycopg.connect(url) as conn:
         import_participants(conn, out / "participants.csv", ZoneInfo(tz))
         import_roster(conn, out / "roster.csv")
         conn.commit()
-        writer = Writer(conn, ZoneInfo(tz))
+        writer = Writer(conn, ZoneInfo(tz), programme_days=programme_days)
         now = int(time.time() * 1000)
         batch = []
         for rec in read_log(out / "messages.bin"):
@@ -112,9 +113,9 @@ def run_cohort(admin_url: str, params: SimParams, programme: Programme, workdir:
     url = _scratch(admin_url)
     try:
         migrate(url)
-        _load(url, out, tz)
-        run_features(url, tz, full=True)
-        run_models(url, tz)
+        _load(url, out, tz, programme.days)
+        run_features(url, tz, full=True, params=FeatureParams.of(programme))
+        run_models(url, tz, warmup_days=programme.warmup_days)
         with psycopg.connect(url) as conn:
             run_flags(conn, start + timedelta(days=params.n_days + 9), programme, tz=tz)
             conn.commit()
