@@ -189,7 +189,11 @@ def _sleep(d: pd.DataFrame, rows: npt.NDArray[np.int64], day: npt.NDArray[np.int
     valid = _col(d, "valid_sleep_day", np.bool_)
     tst_h = _col(d, "tst_min") / 60.0
     s1, n_sleep = _mean(rows, tst_h, valid, n)
-    se, n_se = _mean(rows, _col(d, "se_pct"), valid, n)
+    se_pct = _col(d, "se_pct")
+    se, n_se = _mean(rows, se_pct, valid, n)
+    if prog.validity.missing_days_never_raise:
+        res["aux"].update(s1_bound=_best_fill(rows, tst_h, valid, s1, n_sleep, n),
+                          s3_bound=_best_fill(rows, se_pct, valid, se, n_se, n))
     debt = _at_last_day(rows, day, _col(d, "debt_net_7d_h"), n, only_day=7)
     deficit = _sum(rows, np.where(valid & np.isfinite(tst_h), prog.need_pop_h - tst_h, 0.0), n)
     fallback = ~np.isfinite(debt)
@@ -201,6 +205,14 @@ def _sleep(d: pd.DataFrame, rows: npt.NDArray[np.int64], day: npt.NDArray[np.int
     res["S3"] = (se, n_se >= prog.validity.min_valid_sleep_days, 10)
     res["S4"] = (sri, np.isfinite(sri), 7)
     res["aux"].update(n_sleep=n_sleep, n_se=n_se, s2_fallback=fallback & enough)
+
+
+def _best_fill(rows: npt.NDArray[np.int64], v: F, valid: B, mean: F, count: F, n: int) -> F:
+    """The week's mean if its missing days (of 7) had the week's best valid value (an optimistic bound)."""
+    best = _max(rows, np.where(valid, v, np.nan), n)
+    missing = np.maximum(7.0 - count, 0.0)
+    with np.errstate(invalid="ignore"):
+        return (mean * count + best * missing) / (count + missing)
 
 
 def _physiology(d: pd.DataFrame, rows: npt.NDArray[np.int64], day: npt.NDArray[np.int64], n: int,
@@ -354,6 +366,9 @@ def weekly_flags(cohort: pd.DataFrame, daily: pd.DataFrame, duties: pd.DataFrame
             lv = np.where(res["aux"]["h1_below_raw"], AMBER, GREEN).astype(np.int8)
         else:
             lv = grade(value, thr)
+        bound = res["aux"].get(f"{code.lower()}_bound")
+        if bound is not None:  # missing days never raise the level (programme-v2)
+            lv = np.minimum(lv, grade(bound, thr)).astype(np.int8)
         levels[code] = np.where(evaluated, lv, NE).astype(np.int8)
         values[code] = np.where(evaluated, value, np.nan)
         why[code] = np.where(evaluated, 0, reason).astype(np.int8)

@@ -97,6 +97,8 @@ class Validity:
     """A duty whose time awake is unknown (non-wear since the last sleep) has no F1 exposure (programme-v2)."""
     f1_ignores_estimated: bool = False
     """An exposure estimated over missing device sleep (< ``tpm_min_sleep_data_h``) is shown, never graded."""
+    missing_days_never_raise: bool = False
+    """S1/S3 are graded no worse than with the week's missing days at the week's best valid value."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ def _validity(data: Mapping[str, Any]) -> Validity:
         roster_required=roster,
         f1_needs_known_awake=_flag(v, "f1_needs_known_awake", "validity."),
         f1_ignores_estimated=_flag(v, "f1_ignores_estimated", "validity."),
+        missing_days_never_raise=_flag(v, "missing_days_never_raise", "validity."),
     )
 
 

@@ -22,7 +22,7 @@ def features_command(full: bool, quiet: bool) -> None:
     settings = click.get_current_context().find_root().obj
     assert isinstance(settings, Settings)
     try:
-        params = FeatureParams.of(load_programme(settings.programme))
+        params = FeatureParams.of(load_programme(getattr(settings, "programme", None)))
     except ProgrammeError as exc:
         raise click.ClickException(f"FATIGUE_PROGRAMME: {exc}") from exc
     summary = run_features(settings.database_url, settings.timezone, full=full, progress=not quiet,

@@ -58,7 +58,7 @@ def ingest_command(client_id: str | None, metrics_port: int | None, batch_size: 
         client_id=client_id or f"fatigue-ingest-{s.ingest_group}-{socket.gethostname()}",
         group=s.ingest_group, username=mq.username, password=mq.password, tls=mq.tls, timezone=s.timezone,
         receive_maximum=receive_maximum, batch_size=batch_size, batch_age_s=batch_age, trace_path=trace,
-        max_lateness_days=s.ingest_max_lateness_days, programme_days=_programme_days(s.programme))
+        max_lateness_days=s.ingest_max_lateness_days, programme_days=_programme_days(getattr(s, "programme", None)))
     ingester = Ingester(config, crash=CrashPoints(s.crash_points))
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1", registry=ingester.metrics.registry)

@@ -68,7 +68,7 @@ def models_run(quiet: bool) -> None:
     settings = _settings()
     try:
         summary = run_models(settings.database_url, settings.timezone, progress=not quiet,
-                             warmup_days=_warmup_days(settings.programme))
+                             warmup_days=_warmup_days(getattr(settings, "programme", None)))
     except psycopg.OperationalError as exc:
         raise _db_error(exc) from exc
     click.echo(f"{summary.participants} participant(s), {summary.duties} duties: {summary.rows_changed} row(s) "

@@ -59,7 +59,7 @@ def _mqtt_target(url: str | None) -> MqttTarget | None:
 def flags_command(as_of: datetime | None, programme_path: str | None) -> None:
     """Issue weekly fatigue flags for closed programme weeks (safe to run twice; late data makes revisions)."""
     s = _settings()
-    programme = _programme(programme_path or _settings().programme)
+    programme = _programme(programme_path or getattr(_settings(), "programme", None))
     day = as_of.date() if as_of else datetime.now(ZoneInfo(s.timezone)).date()
     with _connect(s.database_url) as conn:
         summary = run_flags(conn, day, programme, tz=s.timezone)

@@ -37,6 +37,7 @@ DAY_KINDS: tuple[str, ...] = ("free", "work", "after_night")
 _NIGHT_CODES = np.array([i for i, s in enumerate(SHIFTS) if s[0] == "night"])
 _P_NAP_FIRST_NIGHT = 0.7
 _P_NAP_REST = 0.08
+_P_NAP_LATER_NIGHT = 0.6  # [ENG] prophylactic evening nap before a 2nd+ night shift
 EPOCH_S = 30
 _N_CYCLES = 8
 _PHASE_BINS = 200
@@ -154,17 +155,22 @@ def _main_grid(params: SimParams, cohort: Cohort, roster: Roster, clock: Clock,
 
 
 def _nap_grid(roster: Roster, clock: Clock, rng: np.random.Generator) -> tuple[IntArr, IntArr, IntArr, IntArr]:
-    """Naps: before a first night, and on some rest days (participant, day, onset, end)."""
+    """Naps: before a first night (afternoon), before later nights (evening, p = 0.6 [ENG]: prophylactic
+    napping before night shifts is common practice and recommended guidance) and on some rest days."""
     shape = roster.code.shape
     night = np.isin(roster.code, _NIGHT_CODES)
     prev_night = _shift_prev(night, False).astype(bool)
     u = rng.random(shape)
     first_night = night & ~prev_night & (u < _P_NAP_FIRST_NIGHT)
+    later_night = night & prev_night & (u < _P_NAP_LATER_NIGHT)
     rest_nap = ~roster.on_duty & ~prev_night & (u < _P_NAP_REST)
-    p, d = np.nonzero(first_night | rest_nap)
+    p, d = np.nonzero(first_night | later_night | rest_nap)
     long_nap = first_night[p, d]
+    evening = later_night[p, d]
     start_h = np.where(long_nap, rng.uniform(13.5, 16.0, p.size), rng.uniform(13.0, 16.0, p.size))
+    start_h = np.where(evening, start_h + 4.5, start_h)  # 17:30-20:30, before a 21:00-22:00 start
     n_ep = np.where(long_nap, rng.integers(120, 241, p.size), rng.integers(40, 121, p.size))
+    n_ep = np.where(evening, np.minimum(n_ep + 60, 150), n_ep)
     onset = clock.to_utc(clock.local_naive_of_day(d, start_h))
     return p.astype(np.int64), d.astype(np.int64), onset, onset + n_ep * EPOCH_S
 

@@ -127,3 +127,24 @@ def test_f1_estimated_over_missing_device_sleep_is_not_graded_in_v2() -> None:
     f = _week([_night()] * 7, duties, exposure)
     assert f.levels["F1"][0] == NE and f.overall[0] == 0
     assert weekly_flags(*_frames(f, duties, exposure), load_programme("programme-v1")).levels["F1"][0] == RED
+
+
+def test_missing_days_cannot_turn_amber_sleep_red() -> None:
+    """4 valid nights (5.5, 5.5, 5.5, 6.8 h) and 3 unknown days: the valid mean is red (< 6 h), but had the
+    unknown days been like the week's best night the week would be amber: missing data never raises it."""
+    daily = [_night(5.5)] * 3 + [_night(6.8)] + [_night(valid=False)] * 3
+    f = _week(daily)
+    assert f.values["S1"][0] < 6.0 and f.levels["S1"][0] == 1
+    v1 = weekly_flags(*_frames_daily(f, daily), load_programme("programme-v1"))
+    assert v1.levels["S1"][0] == RED
+    full = _week([_night(5.5)] * 6 + [_night(6.8)])  # all seven days seen: red stands
+    assert full.levels["S1"][0] == RED
+
+
+def _frames_daily(f: WeeklyFlags, daily: list[dict[str, Any]]) -> tuple[pd.DataFrame, ...]:
+    pid = f.participant_id[0]
+    first = 7 * (WEEK - 1) + 1
+    key = {"participant_id": pid, "programme_week": WEEK}
+    rows = pd.DataFrame([{**key, "programme_day": first + k, **d} for k, d in enumerate(daily)])
+    cohort = pd.DataFrame({"participant_id": [pid], "programme_week": [WEEK], "roster_present": [True]})
+    return cohort, rows, pd.DataFrame(columns=list(key)), pd.DataFrame(columns=list(key))
