@@ -35,7 +35,7 @@ __all__ = ["DAY_KINDS", "Episodes", "ewma_debt", "make_sleep"]
 DAY_KINDS: tuple[str, ...] = ("free", "work", "after_night")
 
 _NIGHT_CODES = np.array([i for i, s in enumerate(SHIFTS) if s[0] == "night"])
-_P_NAP_FIRST_NIGHT = 0.7
+_P_NAP_FIRST_NIGHT = 0.85  # [ENG] most officers nap or sleep in before a first night shift
 _P_NAP_REST = 0.08
 _P_NAP_LATER_NIGHT = 0.6  # [ENG] prophylactic evening nap before a 2nd+ night shift
 EPOCH_S = 30
