@@ -3,7 +3,8 @@
 Written to be obviously correct rather than fast; `benchmarks.bench_hrv` times it on a subsample, checks that it
 gives the same numbers as the vectorised kernels (`features.hrv`, `features.heart`) and scales its time linearly.
 
-Definitions (science.md 3.1-3.3): range 300-2000 ms, Malik 20 % against the last accepted beat (re-anchored), 5-min windows
+Definitions (science.md 3.1-3.3): range 300-2000 ms, Malik 20 % against the last accepted beat (re-anchored),
+5-min windows
 from each night's first beat (beat end times), pairs of consecutive accepted beats in the same window, window valid
 with >= 80 % accepted beats and >= 60 pairs, nightly median over >= 6 valid windows; resting HR = minimum of the
 full 5-minute rolling means with >= 4 valid minutes.

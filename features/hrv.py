@@ -132,7 +132,8 @@ def clean_segments(rr_ms: npt.ArrayLike, offsets: npt.ArrayLike) -> Bool:
     ``q + 5``" (or stops at the night's end). Every successor needs at most 5 vectorised comparisons. Most
     accepted states step to ``j + 1``; the walk is enumerated on the graph of the other ("break") states only,
     by pointer doubling (:func:`_enumerate_paths`), and accepted runs between breaks are expanded back with a
-    difference array. Anchor states are created lazily, only where a walk can reach them. Equality with the plain sequential loop is checked with Hypothesis (tests/features).
+    difference array. Anchor states are created lazily, only where a walk can reach them. Equality with the
+    plain sequential loop is checked with Hypothesis (tests/features).
 
     Parameters
     ----------

@@ -34,8 +34,14 @@ from features.params import DEFAULT_FEATURE_PARAMS, FeatureParams
 from features.recovery import daily_recovery
 from features.regularity import pair_agreement, sleep_consistency, sri_14d, sri_origin
 from features.roster import duty_features, shift_codes
-from features.sleep import (assign_sleep_days, daily_sleep, episode_metrics, sleep_intervals, sleep_runs,
-                            with_unknown_days)
+from features.sleep import (
+    assign_sleep_days,
+    daily_sleep,
+    episode_metrics,
+    sleep_intervals,
+    sleep_runs,
+    with_unknown_days,
+)
 from features.timeutil import local_day
 from features.wear import awake_where_worn, days_worn
 from features.wear_io import read_nonwear

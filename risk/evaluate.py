@@ -174,7 +174,7 @@ def _sorted(frame: pd.DataFrame, rows: npt.NDArray[np.int64], *keys: str) -> tup
         return frame, rows
     cols = [k for k in keys if k in frame.columns]
     cols += [c for c in frame.columns if c not in cols and c != "row"]
-    order = np.lexsort(tuple([_sort_key(frame[c]) for c in reversed(cols)]) + (rows,))
+    order = np.lexsort((*[_sort_key(frame[c]) for c in reversed(cols)], rows))
     return frame.iloc[order], rows[order]
 
 

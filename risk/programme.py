@@ -2,7 +2,8 @@
 
 The definition lives in a versioned TOML file; the package ships ``risk/programme_v2.toml`` (the default, with a
 changelog citing its sources) and ``risk/programme_v1.toml`` (kept loadable so that issued v1 flags stay
-reproducible); a force can supply its own. :func:`load_programme` validates every field on load and raises :class:`ProgrammeError`
+reproducible); a force can supply its own. :func:`load_programme` validates every field on load and raises
+:class:`ProgrammeError`
 whose message names the field, e.g. ``thresholds.S1.red: expected hours > 0, got -1``.
 """
 

@@ -77,7 +77,7 @@ def score_cohort(seed: int, flags: pd.DataFrame, clean: pd.DataFrame, truth: pd.
     pair = flags[["overall"]].join(clean[["overall"]], rsuffix="_clean", how="inner")
     risk = both["at_risk"].to_numpy(bool)
     return CohortScore(
-        seed=seed, weeks=int(len(both)), confusion=_confusion(f, t), per_criterion=per,
+        seed=seed, weeks=len(both), confusion=_confusion(f, t), per_criterion=per,
         red_precision=_ratio(((f == 2) & (t == 2)).sum(), (f == 2).sum()),
         amber_or_red_recall=_ratio(((f >= 1) & (t >= 1)).sum(), (t >= 1).sum()),
         shares=shares, red_share_no_faults=float((clean["overall"] == 2).mean()),
@@ -198,7 +198,7 @@ def render_markdown(summary: Summary, meta: dict[str, Any], figure_name: str) ->
     fmt = {"red_precision": _pct, "amber_or_red_recall": _pct, "red_share": _pct, "green_share": _pct}
     for k, (lo, hi) in BANDS.items():
         v = f[k]
-        shown = fmt.get(k, lambda x: f"{x:.2f}")(v)
+        shown = fmt[k](v) if k in fmt else f"{v:.2f}"
         band = f"{lo:g} - {hi:g}" if np.isfinite(hi) else f">= {lo:g}"
         lines.append(f"| {k} | {shown} | {band} | {'yes' if summary.passed[k] else '**no**'} |")
     lines += ["", "## Level shares", "",

@@ -59,7 +59,7 @@ def _physiology(d: pd.DataFrame, prog: Programme) -> pd.DataFrame:
 
 def _roster(duties: pd.DataFrame, start: date, prog: Programme, tz: str) -> pd.DataFrame:
     du = duties.sort_values(["staff_ref", "start_ts"]).reset_index(drop=True)
-    codes, people = pd.factorize(du["staff_ref"])
+    codes, _ = pd.factorize(du["staff_ref"])
     s = du["start_ts"].astype("int64").to_numpy() // 10**9
     e = du["end_ts"].astype("int64").to_numpy() // 10**9
     feats = duty_features(codes, s, e, shift_codes(du["shift_type"].to_numpy(str)), tz=tz)

@@ -10,8 +10,7 @@ import psycopg
 import pytest
 
 from features.roster import duty_features
-from features.wear import (NonWear, awake_where_worn, days_worn, hr_gaps, nonwear_intervals, span_unknown,
-                           status_marks)
+from features.wear import NonWear, awake_where_worn, days_worn, hr_gaps, nonwear_intervals, span_unknown, status_marks
 from features.wear_io import read_nonwear
 
 H = 3600
@@ -77,7 +76,8 @@ def test_span_unknown_matches_brute_force() -> None:
     a = rng.integers(0, 1000, 500)
     b = a + rng.integers(1, 80, 500)
     got = span_unknown(p, a, b, iv)
-    want = [bool(np.any((iv.participant == pp) & (iv.start < bb) & (iv.end > aa))) for pp, aa, bb in zip(p, a, b)]
+    want = [bool(np.any((iv.participant == pp) & (iv.start < bb) & (iv.end > aa)))
+            for pp, aa, bb in zip(p, a, b, strict=True)]
     assert got.tolist() == want
 
 

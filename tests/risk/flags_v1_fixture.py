@@ -62,7 +62,8 @@ def main() -> None:
         frame.to_csv(OUT / f"{name}.csv", index=False)
         back = pd.read_csv(OUT / f"{name}.csv")
         pd.testing.assert_frame_equal(back, frame, check_dtype=False, check_exact=True)
-    flags = weekly_flags(cohort, daily, duties, exposure, load_programme(Path(__file__).resolve().parents[2] / "risk" / "programme_v1.toml"))
+    v1 = Path(__file__).resolve().parents[2] / "risk" / "programme_v1.toml"
+    flags = weekly_flags(cohort, daily, duties, exposure, load_programme(v1))
     issued = {"overall": flags.overall.tolist(),
               "levels": {c: flags.levels[c].tolist() for c in CRITERIA},
               "why": {c: flags.why[c].tolist() for c in CRITERIA},
