@@ -302,8 +302,8 @@ class DailySleep:
     detected episode, worn or not: a dropped or unsynced episode is far likelier than a day without sleep, so
     missing data never reads as 0 h (science §6.3, revised 2026-12). ``main_tst_min`` is 0 when episodes exist
     but none qualifies as main sleep (a real outcome, science §1.2). ``se_pct``, ``sol_min``, ``waso_min``,
-    ``awakenings`` and ``midpoint_local_h`` describe the main sleep (NaN without one): S3 flags the SE of main sleeps and
-    recovery attaches to the main sleep. ``valid_sleep_day``: >= 1 detected episode and, where a wear signal
+    ``awakenings`` and ``midpoint_local_h`` describe the main sleep (NaN without one): S3 flags the SE of main
+    sleeps and recovery attaches to the main sleep. ``valid_sleep_day``: >= 1 detected episode and, where a wear signal
     exists, wear >= 16 h (science §1.2, §6.3 revised 2026-12).
     """
 
