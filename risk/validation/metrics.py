@@ -64,7 +64,7 @@ def score_cohort(seed: int, flags: pd.DataFrame, clean: pd.DataFrame, truth: pd.
     truth : DataFrame
         :func:`risk.validation.truth.true_levels` (same index).
     """
-    both = flags.join(truth, rsuffix="_true", how="inner")
+    both = flags.merge(truth, left_index=True, right_index=True, suffixes=("", "_true"))
     f, t = both["overall"], both["overall_true"]
     per = {}
     for c in VALIDATED:
@@ -74,7 +74,8 @@ def score_cohort(seed: int, flags: pd.DataFrame, clean: pd.DataFrame, truth: pd.
                   "red_precision": _ratio(((fc == 2) & (tc == 2) & ev).sum(), ((fc == 2) & ev).sum()),
                   "amber_or_red_recall": _ratio(((fc >= 1) & (tc >= 1) & ev).sum(), ((tc >= 1) & ev).sum())}
     shares = {NAMES[k]: float((f == k).mean()) for k in NAMES}
-    pair = flags[["overall"]].join(clean[["overall"]], rsuffix="_clean", how="inner")
+    pair = flags[["overall"]].merge(clean[["overall"]], left_index=True, right_index=True,
+                                    suffixes=("", "_clean"))
     risk = both["at_risk"].to_numpy(bool)
     return CohortScore(
         seed=seed, weeks=len(both), confusion=_confusion(f, t), per_criterion=per,
@@ -226,11 +227,14 @@ def render_markdown(summary: Summary, meta: dict[str, Any], figure_name: str) ->
 
 DEFINITIONS = """## Definition of true exposure
 
-Every criterion is graded with the programme's own thresholds on the *true* quantity of the same programme week
-(simulator truth tables, no device faults): S1 mean true sleep of the 7 days; S2 true 7-day net debt against the
-officer's true need on day 7; S3 mean true efficiency of the main sleeps; H1 the 7-day mean true lnRMSSD against
-the mean and SD of the true nightly values of days 1-14 (red if below the band this week and last week or with R1
-amber or red); R1 the 7-day mean true resting HR minus its days 1-14 mean (H1 and R1 not evaluated in calibration
+True exposure is the programme's own definition applied to the *true* quantities of the same programme week
+(simulator truth tables: no device faults, no measurement error), graded with the programme's thresholds. So
+the validation measures what devices, missing data and processing do to a flag, not whether the science table is
+right. S1 mean true sleep of the 7 days; S2 the 7-day net debt on day 7 with the programme's need definition
+(median true sleep on free days of the calibration window, clipped 7-9 h, else the population need) applied to
+the true sleep; S3 mean true efficiency of the main sleeps; H1 the 7-day mean true lnRMSSD against the
+programme's personal baseline of the true nightly values (red if below the band this week and last week or with
+R1 amber or red); R1 the 7-day mean true resting HR minus its baseline (H1 and R1 not evaluated in calibration
 weeks); W1-W3 the true roster; W4 the longest true time awake at a duty's end (true sleep episodes of >= 30 min);
 F1 the three-process model driven by the true sleep (a duty with >= 60 min at KSS >= 7 amber, >= 60 min at
 KSS >= 8 red). S4 is informative and not validated. The true overall level is the worst of these. A flag of

@@ -3,11 +3,12 @@
 Every criterion is graded with the programme's own thresholds (:func:`risk.evaluate.grade`) on the *true*
 quantity over the same programme week (days ``7(w-1)+1 .. 7w``; duties by their local start date):
 
-* S1 mean true TST of the week's 7 days; S2 true 7-day net debt against the officer's true need on day 7;
-  S3 mean true efficiency of the week's main sleeps;
-* H1 7-day mean true lnRMSSD against the mean and SD of the true nightly values of days 1-14 (red: below the band
-  this week and last week, or with R1 amber or red); R1 7-day mean true RHR minus its days 1-14 mean; both not
-  evaluated in calibration weeks, as the flags;
+* S1 mean true TST of the week's 7 days; S2 the 7-day net debt on day 7 with the programme's own need
+  definition (science 2.2-2.3: :mod:`features.debt` applied to the true sleep and the true roster); S3 mean true
+  efficiency of the week's main sleeps;
+* H1 / R1 the programme's own baseline (science 3.4, 6.2: :func:`features.baseline.personal_baseline`) on the
+  true nightly lnRMSSD and resting HR, and the 7-day true means (H1 red: below the band this week and last week,
+  or with R1 amber or red); not evaluated in calibration weeks, as the flags;
 * W1 / W2 / W3 counts from the true roster (quick returns, long duties, longest night run);
 * W4 longest true time awake at a duty's end (true sleep episodes >= 30 min);
 * F1 true predicted sleepiness: a duty with >= amber minutes at KSS >= 7 (amber) or >= red minutes at KSS >= 8
@@ -22,8 +23,12 @@ from __future__ import annotations
 from datetime import date
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
+from features.baseline import personal_baseline
+from features.debt import free_sleep_days, personal_sleep_need, sleep_debt, sleep_need_series
+from features.params import FeatureParams
 from features.roster import duty_features, shift_codes
 from risk.evaluate import AMBER, GREEN, NE, RED, grade
 from risk.programme import Programme
@@ -40,21 +45,68 @@ def _weekly(days: pd.DataFrame, n_weeks: int) -> pd.DataFrame:
     return d
 
 
-def _physiology(d: pd.DataFrame, prog: Programme) -> pd.DataFrame:
-    calib = d[d["programme_day"] <= prog.phases.calibration_last_day]
-    base = calib.groupby("staff_ref").agg(mu=("ln_rmssd", "mean"), sd=("ln_rmssd", "std"),
-                                          rhr0=("resting_hr_bpm", "mean"))
-    wk = d.groupby(["staff_ref", "programme_week"]).agg(l7=("ln_rmssd", "mean"), rhr=("resting_hr_bpm", "mean"))
-    wk = wk.join(base, on="staff_ref")
-    z = ((wk["l7"] - wk["mu"]) / wk["sd"]).to_numpy(np.float64)
-    below = z < prog.thresholds["H1"].amber
-    r1 = grade((wk["rhr"] - wk["rhr0"]).to_numpy(np.float64), prog.thresholds["R1"])
-    weeks = wk.index.get_level_values("programme_week").to_numpy()
-    prev = pd.Series(below, index=wk.index).groupby(level="staff_ref").shift(1).fillna(False).to_numpy(bool)
+def _grid(days: pd.DataFrame, column: str, people: pd.Index, n_days: int) -> npt.NDArray[np.float64]:
+    """``(P, n_days)`` array of a truth column (programme day 1 -> column 0)."""
+    out = np.full((len(people), n_days), np.nan)
+    p = people.get_indexer(days["staff_ref"])
+    d = days["programme_day"].to_numpy(np.int64) - 1
+    ok = (p >= 0) & (d >= 0) & (d < n_days)
+    out[p[ok], d[ok]] = days[column].to_numpy(np.float64)[ok]
+    return out
+
+
+def _week_end(grid: npt.NDArray[np.float64], people: pd.Index, n_weeks: int) -> pd.Series:
+    """Value on day 7 of every programme week, indexed (staff_ref, programme_week)."""
+    cols = np.arange(1, n_weeks + 1) * 7 - 1
+    cols = cols[cols < grid.shape[1]]
+    idx = pd.MultiIndex.from_product([people, np.arange(1, cols.size + 1)], names=["staff_ref", "programme_week"])
+    return pd.Series(grid[:, cols].ravel(), index=idx)
+
+
+def _need_debt(days: pd.DataFrame, duties: pd.DataFrame, people: pd.Index, start: date, prog: Programme,
+               tz: str) -> pd.Series:
+    """S2 truth: the programme's own need and debt definitions (science 2.2-2.3) applied to the true sleep."""
+    n_days = prog.weeks * 7
+    tst_h = _grid(days, "tst_min", people, n_days) / 60.0
+    on = np.zeros_like(tst_h, dtype=bool)
+    night = np.zeros_like(tst_h, dtype=bool)
+    local = pd.to_datetime(duties["start_ts"].dt.tz_convert(tz).dt.date)
+    d = (local - pd.Timestamp(start)).dt.days.to_numpy()
+    p = people.get_indexer(duties["staff_ref"])
+    ok = (p >= 0) & (d >= 0) & (d < n_days)
+    on[p[ok], d[ok]] = True
+    night[p[ok], d[ok]] |= duties["night_duty"].to_numpy(bool)[ok]
+    fp = FeatureParams.of(prog)
+    need = sleep_need_series(personal_sleep_need(tst_h, free_sleep_days(on, night), calib_days=fp.calib_days,
+                                                 max_calib_days=fp.max_calib_days, min_valid=fp.calib_min_nights,
+                                                 need_pop_h=fp.need_pop_h), n_days, need_pop_h=fp.need_pop_h)
+    return _week_end(sleep_debt(tst_h, need).net_7d_h, people, prog.weeks)
+
+
+def _physiology(days: pd.DataFrame, people: pd.Index, prog: Programme) -> pd.DataFrame:
+    """H1/R1 truth: the programme's baseline (science 3.4, 6.2) and weekly means on the true nightly state."""
+    n_days = prog.weeks * 7
+    fp = FeatureParams.of(prog)
+    calib = {"calib_days": fp.calib_days, "max_calib_days": fp.max_calib_days,
+             "calib_min_nights": fp.calib_min_nights}
+    ln = _grid(days, "ln_rmssd", people, n_days)
+    rhr = _grid(days, "resting_hr_bpm", people, n_days)
+    bh, br = personal_baseline(ln, **calib), personal_baseline(rhr, **calib)
+    weekly = n_days // 7
+    l7 = ln[:, : weekly * 7].reshape(len(people), weekly, 7).mean(axis=2)
+    r7 = rhr[:, : weekly * 7].reshape(len(people), weekly, 7).mean(axis=2)
+    mu, sd = _week_end(bh.mean, people, weekly).to_numpy(), _week_end(bh.sd, people, weekly).to_numpy()
+    rb = _week_end(br.mean, people, weekly).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        below = (l7.ravel() - mu) / sd < prog.thresholds["H1"].amber
+    r1 = grade(r7.ravel() - rb, prog.thresholds["R1"])
+    idx = _week_end(bh.mean, people, weekly).index
+    prev = pd.Series(below, index=idx).groupby(level="staff_ref").shift(1).fillna(False).to_numpy(bool)
     h1 = np.where(below, np.where(prev | (r1 >= AMBER), RED, AMBER), GREEN)
-    calibrating = weeks <= prog.calibration_weeks()
-    return pd.DataFrame({"H1": np.where(calibrating, NE, h1), "R1": np.where(calibrating, NE, r1)},
-                        index=wk.index)
+    weeks = idx.get_level_values("programme_week").to_numpy()
+    no_base = weeks <= prog.calibration_weeks()
+    return pd.DataFrame({"H1": np.where(no_base | ~np.isfinite(mu), NE, h1),
+                         "R1": np.where(no_base | ~np.isfinite(rb), NE, r1)}, index=idx)
 
 
 def _roster(duties: pd.DataFrame, start: date, prog: Programme, tz: str) -> pd.DataFrame:
@@ -106,14 +158,15 @@ def true_levels(truth: dict[str, pd.DataFrame], prog: Programme, start: date,
         Index (staff_ref, programme_week); columns :data:`VALIDATED`, ``overall`` and ``at_risk``.
     """
     days = _weekly(truth["days"], prog.weeks)
+    people = pd.Index(truth["participants"]["staff_ref"])
     g = days.groupby(["staff_ref", "programme_week"])
     sleep = g.agg(s1=("tst_min", "mean"), se=("main_se_pct", "mean"), day=("programme_day", "max"))
-    last = days[days["programme_day"] % 7 == 0].set_index(["staff_ref", "programme_week"])["debt_net_7d_h"]
+    debt = _need_debt(days, truth["duties"], people, start, prog, tz)
     out = pd.DataFrame({
         "S1": grade(sleep["s1"].to_numpy(np.float64) / 60.0, prog.thresholds["S1"]),
-        "S2": grade(last.reindex(sleep.index).to_numpy(np.float64), prog.thresholds["S2"]),
+        "S2": grade(debt.reindex(sleep.index).to_numpy(np.float64), prog.thresholds["S2"]),
         "S3": grade(sleep["se"].to_numpy(np.float64), prog.thresholds["S3"])}, index=sleep.index)
-    out = out.join(_physiology(days, prog)).join(_roster(truth["duties"], start, prog, tz))
+    out = out.join(_physiology(days, people, prog)).join(_roster(truth["duties"], start, prog, tz))
     roster_cols = ["W1", "W2", "W3", "W4", "F1"]
     out[roster_cols] = out[roster_cols].fillna(GREEN)  # a week without duties is green on the roster criteria
     out = out.astype(np.int8)
