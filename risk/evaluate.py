@@ -236,6 +236,12 @@ def _physiology(d: pd.DataFrame, rows: npt.NDArray[np.int64], day: npt.NDArray[n
     with np.errstate(invalid="ignore"):
         band = np.round(mu + prog.thresholds["H1"].amber * sd, ROUND_DECIMALS)
         below = np.round(l7, ROUND_DECIMALS) < band
+    if prog.validity.missing_days_never_raise:  # missing nights never raise H1 / R1 (programme-v2)
+        ln = _col(d, "ln_rmssd")
+        with np.errstate(invalid="ignore"):
+            below &= np.round(_best_fill(rows, ln, night, l7, n_hrv, n), ROUND_DECIMALS) < band
+        rhr_best = -_best_fill(rows, -_col(d, "resting_hr_bpm"), night, -rhr, n_rhr, n)
+        res["aux"]["r1_bound"] = rhr_best - rhr_b
     res["aux"].update(n_hrv=n_hrv, n_rhr=n_rhr, h1_l7=l7, h1_mu=mu, h1_sd=sd, rhr_mean=rhr, rhr_base=rhr_b,
                       h1_below_raw=below)
 

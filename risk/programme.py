@@ -99,7 +99,7 @@ class Validity:
     f1_ignores_estimated: bool = False
     """An exposure estimated over missing device sleep (< ``tpm_min_sleep_data_h``) is shown, never graded."""
     missing_days_never_raise: bool = False
-    """S1/S3 are graded no worse than with the week's missing days at the week's best valid value."""
+    """S1/S3/H1/R1 are graded no worse than with the week's missing days at the week's best valid value."""
 
 
 @dataclass(frozen=True)

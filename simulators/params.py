@@ -169,8 +169,8 @@ class SimParams:
     p_survey: float = 0.6
     p_at_risk: float = 0.404
     habitual_sd_h: float = 0.4
-    at_risk_tst_h: float = -0.9
-    at_risk_se_pct: float = -7.0
+    at_risk_tst_h: float = -1.2
+    at_risk_se_pct: float = -8.0
     faults: FaultRates = field(default_factory=FaultRates)
 
     def __post_init__(self) -> None:

@@ -49,6 +49,7 @@ class CohortScore:
     weeks_raised_by_faults: int
     red_rate_at_risk: float
     red_rate_others: float
+    raised_by_criterion: dict[str, int] = field(default_factory=dict)
 
 
 def score_cohort(seed: int, flags: pd.DataFrame, clean: pd.DataFrame, truth: pd.DataFrame) -> CohortScore:
@@ -74,8 +75,9 @@ def score_cohort(seed: int, flags: pd.DataFrame, clean: pd.DataFrame, truth: pd.
                   "red_precision": _ratio(((fc == 2) & (tc == 2) & ev).sum(), ((fc == 2) & ev).sum()),
                   "amber_or_red_recall": _ratio(((fc >= 1) & (tc >= 1) & ev).sum(), ((tc >= 1) & ev).sum())}
     shares = {NAMES[k]: float((f == k).mean()) for k in NAMES}
-    pair = flags[["overall"]].merge(clean[["overall"]], left_index=True, right_index=True,
-                                    suffixes=("", "_clean"))
+    pair = flags.merge(clean, left_index=True, right_index=True, suffixes=("", "_clean"))
+    up = pair[pair["overall"] > pair["overall_clean"]]
+    raised = {c: int((up[c] > up[f"{c}_clean"]).sum()) for c in VALIDATED if c in up and f"{c}_clean" in up}
     risk = both["at_risk"].to_numpy(bool)
     return CohortScore(
         seed=seed, weeks=len(both), confusion=_confusion(f, t), per_criterion=per,
@@ -84,7 +86,8 @@ def score_cohort(seed: int, flags: pd.DataFrame, clean: pd.DataFrame, truth: pd.
         shares=shares, red_share_no_faults=float((clean["overall"] == 2).mean()),
         weeks_raised_by_faults=int((pair["overall"] > pair["overall_clean"]).sum()),
         red_rate_at_risk=float((f[risk] == 2).mean()) if risk.any() else float("nan"),
-        red_rate_others=float((f[~risk] == 2).mean()) if (~risk).any() else float("nan"))
+        red_rate_others=float((f[~risk] == 2).mean()) if (~risk).any() else float("nan"),
+        raised_by_criterion={k: v for k, v in raised.items() if v})
 
 
 @dataclass(frozen=True)
@@ -217,6 +220,12 @@ def render_markdown(summary: Summary, meta: dict[str, Any], figure_name: str) ->
         rc = np.nanmean([s.per_criterion[c]["amber_or_red_recall"] for s in summary.cohorts]) \
             if any(np.isfinite(s.per_criterion[c]["amber_or_red_recall"]) for s in summary.cohorts) else float("nan")
         lines.append(f"| {c} | {_pct(float(ev))} | {_pct(float(pr))} | {_pct(float(rc))} |")
+    raised: dict[str, int] = {}
+    for s in summary.cohorts:
+        for k, v in s.raised_by_criterion.items():
+            raised[k] = raised.get(k, 0) + v
+    lines += ["", "Criteria that faults raised (weeks whose overall level faults raised, by the criterion that rose): "
+              + (", ".join(f"{k} {v}" for k, v in sorted(raised.items())) or "none"), ""]
     lines += ["", "## Overall confusion (rows: flag, columns: truth)", ""]
     for s in summary.cohorts:
         lines.append(f"Seed {s.seed}: `{json.dumps(s.confusion, sort_keys=True)}`")

@@ -148,3 +148,15 @@ def _frames_daily(f: WeeklyFlags, daily: list[dict[str, Any]]) -> tuple[pd.DataF
     rows = pd.DataFrame([{**key, "programme_day": first + k, **d} for k, d in enumerate(daily)])
     cohort = pd.DataFrame({"participant_id": [pid], "programme_week": [WEEK], "roster_present": [True]})
     return cohort, rows, pd.DataFrame(columns=list(key)), pd.DataFrame(columns=list(key))
+
+
+def test_missing_hrv_nights_cannot_push_h1_below_the_band() -> None:
+    """4 valid HRV nights, one of them low: the 4-night mean is below the band, but with the 3 missing nights
+    at the week's best night it would not be; programme-v2 keeps H1 green, v1 (and a full week) amber."""
+    nights = [_night(ln_rmssd=3.60)] + [_night(ln_rmssd=3.98)] * 3 + \
+        [_night(valid_hrv_night=False, ln_rmssd=NAN)] * 3
+    f = _week(nights)
+    assert f.levels["H1"][0] == 0
+    assert weekly_flags(*_frames_daily(f, nights), load_programme("programme-v1")).levels["H1"][0] >= 1
+    full = _week([_night(ln_rmssd=3.60)] * 4 + [_night(ln_rmssd=3.98)] * 3)
+    assert full.levels["H1"][0] >= 1
