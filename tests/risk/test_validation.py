@@ -1,4 +1,8 @@
-"""`fatigue validate` end to end on one small seeded cohort (default run) and the full 3-seed run (slow)."""
+"""`fatigue validate` end to end on one small seeded cohort (default run) and the full 3-seed run (slow).
+
+The small cohort asserts the bands that a 12-officer cohort can carry (red precision, amber-or-red recall,
+faults never adding red); the share, fault-shift and at-risk bands need the full run (slow test).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ def test_small_cohort_flags_agree_with_ground_truth(small) -> None:  # type: ign
     assert f["weeks"] == SMALL["participants"] * (SMALL["days"] // 7)
     assert f["red_precision"] >= BANDS["red_precision"][0], f
     assert f["amber_or_red_recall"] >= BANDS["amber_or_red_recall"][0], f
-    assert f["fault_red_shift_points"] <= BANDS["fault_red_shift_points"][1], f
+    # faults may hide red weeks (insufficient data) but must not add them: one-sided on a cohort this small
+    assert f["red_share"] <= f["red_share_no_faults"] + 0.02, f
     shares = f["green_share"] + f["amber_share"] + f["red_share"] + f["insufficient_share"]
     assert math.isclose(shares, 1.0)
     # every validated criterion was scored against a truth, and the confusion counts add up
