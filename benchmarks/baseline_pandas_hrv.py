@@ -3,7 +3,8 @@
 Written to be obviously correct rather than fast; `benchmarks.bench_hrv` times it on a subsample, checks that it
 gives the same numbers as the vectorised kernels (`features.hrv`, `features.heart`) and scales its time linearly.
 
-Definitions (science.md 3.1-3.3): range 300-2000 ms, Malik 20 % against the last accepted beat, 5-min windows
+Definitions (science.md 3.1-3.3): range 300-2000 ms, Malik 20 % against the last accepted beat (re-anchored),
+5-min windows
 from each night's first beat (beat end times), pairs of consecutive accepted beats in the same window, window valid
 with >= 80 % accepted beats and >= 60 pairs, nightly median over >= 6 valid windows; resting HR = minimum of the
 full 5-minute rolling means with >= 4 valid minutes.
@@ -21,15 +22,24 @@ COLUMNS = ["rmssd_ms", "sdnn_ms", "pnn50_pct", "mean_hr_bpm", "n_valid_windows"]
 
 
 def clean_night(rr: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
-    """Plain sequential cleaning of one night: range filter then Malik vs the last accepted interval."""
+    """Plain sequential cleaning of one night (science 3.1 revised 2026-12): range filter, then Malik 20 % vs a
+    reference that starts at the median of the first 5 in-range intervals, is the last accepted interval
+    afterwards and re-anchors to the median of the last 5 rejected after 5 consecutive rejections."""
     accepted = np.zeros(rr.size, dtype=np.bool_)
-    last = None
-    for i, value in enumerate(rr.tolist()):
-        if not 300.0 <= value <= 2000.0:
-            continue
-        if last is None or abs(value - last) <= 0.2 * last:
+    idx = [i for i, v in enumerate(rr.tolist()) if 300.0 <= v <= 2000.0]
+    if not idx:
+        return accepted
+    ref = float(np.median(rr[idx[:5]]))
+    rejected: list[float] = []
+    for i in idx:
+        value = float(rr[i])
+        if abs(value - ref) <= 0.2 * ref:
             accepted[i] = True
-            last = value
+            ref, rejected = value, []
+        else:
+            rejected.append(value)
+            if len(rejected) == 5:
+                ref, rejected = float(np.median(rejected)), []
     return accepted
 
 

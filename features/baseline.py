@@ -131,7 +131,9 @@ def window_stats(values: npt.ArrayLike, max_lag: int, min_lag: int) -> WindowSta
 
 
 def personal_baseline(values: npt.ArrayLike, max_lag: int = BASELINE_MAX_LAG, min_lag: int = BASELINE_MIN_LAG,
-                      min_nights: int = BASELINE_MIN_NIGHTS, swc_factor: float = SWC_FACTOR) -> Baseline:
+                      min_nights: int = BASELINE_MIN_NIGHTS, swc_factor: float = SWC_FACTOR, *,
+                      calib_days: int = CALIBRATION_DAYS, max_calib_days: int = CALIBRATION_MAX_DAYS,
+                      calib_min_nights: int = CALIBRATION_MIN_NIGHTS) -> Baseline:
     """Personal baseline ``B(d)``: valid nights in ``[max(1, d-60), d-7]`` if >= 14, else calibration baseline.
 
     Calibration baseline (science 6.2): the valid nights of days ``1..E`` where ``E`` is the first day in
@@ -150,6 +152,8 @@ def personal_baseline(values: npt.ArrayLike, max_lag: int = BASELINE_MAX_LAG, mi
         Rolling window and minimum nights.
     swc_factor : float
         Band half-width in SDs.
+    calib_days, max_calib_days, calib_min_nights : int
+        Calibration window of the programme file (14, extended up to 28, >= 10 valid nights).
 
     Returns
     -------
@@ -157,7 +161,7 @@ def personal_baseline(values: npt.ArrayLike, max_lag: int = BASELINE_MAX_LAG, mi
     """
     x = np.atleast_2d(np.asarray(values, dtype=np.float64))
     roll = window_stats(x, max_lag, min_lag)
-    cal_n, cal_mean, cal_sd, cal_end = _calibration(x)
+    cal_n, cal_mean, cal_sd, cal_end = _calibration(x, calib_days, max_calib_days, calib_min_nights)
     day = np.arange(1, x.shape[1] + 1)
     use_roll = roll.n >= min_nights
     use_cal = ~use_roll & (day[None, :] > cal_end[:, None])
@@ -170,15 +174,16 @@ def personal_baseline(values: npt.ArrayLike, max_lag: int = BASELINE_MAX_LAG, mi
     return Baseline(mean, sd, mean - swc_factor * sd, mean + swc_factor * sd, cv, n.astype(np.int64), source)
 
 
-def _calibration(x: F64) -> tuple[I64, F64, F64, I64]:
+def _calibration(x: F64, calib_days: int = CALIBRATION_DAYS, max_days: int = CALIBRATION_MAX_DAYS,
+                 min_nights: int = CALIBRATION_MIN_NIGHTS) -> tuple[I64, F64, F64, I64]:
     """Calibration baseline per participant: count, mean, SD over days ``1..E`` and ``E`` (a huge day if none)."""
     n_p, n_d = x.shape
     stats = window_stats(x, max_lag=n_d + 1, min_lag=0)
-    ends = np.arange(CALIBRATION_DAYS, min(CALIBRATION_MAX_DAYS, n_d) + 1)
+    ends = np.arange(calib_days, min(max_days, n_d) + 1)
     never = np.iinfo(np.int64).max
     if ends.size == 0:
         return np.zeros(n_p, np.int64), np.full(n_p, np.nan), np.full(n_p, np.nan), np.full(n_p, never)
-    enough = stats.n[:, ends - 1] >= CALIBRATION_MIN_NIGHTS
+    enough = stats.n[:, ends - 1] >= min_nights
     has = enough.any(axis=1)
     col = ends[np.argmax(enough, axis=1)] - 1
     rows = np.arange(n_p)

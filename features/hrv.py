@@ -8,12 +8,14 @@ Cohort layout: beats of many nights are concatenated in one 1-D array; ``offsets
 night ends ``cumsum(rr_ms)[i]`` ms after the night's first beat starts, as in ``raw.rr_runs``.
 
 Cleaning (``accepted_beats``/``clean_segments``) is sequential by definition (Malik against the *last accepted*
-beat). It is computed here without a per-beat Python loop, through a successor graph; see ``clean_segments``.
+beat, re-anchored after 5 rejections). It is computed here without a per-beat Python loop, through a successor
+graph of reference states; see ``clean_segments``.
 
 References
 ----------
 Task Force of ESC/NASPE (1996). Heart rate variability: standards of measurement. Circulation 93:1043.
-Malik 20 % rule as in hrv-analysis 1.0.6 (Aura-healthcare), but against the last accepted beat (science 3.1).
+Malik 20 % rule as in hrv-analysis 1.0.6 (Aura-healthcare), but against the last accepted beat with a robust
+start and re-anchoring (science 3.1 revised 2026-12).
 """
 
 from __future__ import annotations
@@ -31,15 +33,13 @@ RR_LOW_MS, RR_HIGH_MS = 300.0, 2000.0
 """Physiological range of RR intervals (ms), 200-30 bpm (science 3.1, hrv-analysis ``remove_outliers``)."""
 MALIK_FRACTION = 0.20
 """Malik rule: interval rejected when ``|RR_i - RR_ref| > 0.20 * RR_ref`` (science 3.1)."""
+REANCHOR_AFTER = 5
+"""Reference = median of the first 5 in-range intervals; re-anchored after 5 consecutive rejections (3.1)."""
 WINDOW_MS = 300_000.0
 """Short-term window length, 5 min (Task Force 1996)."""
 MIN_ACCEPTED_FRACTION, MIN_PAIRS, MIN_WINDOWS = 0.80, 60, 6
 """Window valid with >= 80 % accepted beats and >= 60 pairs; night valid with >= 6 windows (science 3.1-3.2 [ENG])."""
 NN50_MS = 50.0
-_LOOKAHEAD = 8
-_UNKNOWN = -2
-_MAX_ROUNDS = 3
-_SCAN_BUDGET = 4_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ def time_domain(rr_ms: npt.ArrayLike) -> TimeDomain:
 
 
 def accepted_beats(rr_ms: npt.ArrayLike) -> Bool:
-    """Default cleaning mask of one series: range 300-2000 ms, then Malik 20 % vs the last accepted beat.
+    """Default cleaning mask of one series: range 300-2000 ms, then Malik 20 % vs the reference (science 3.1).
 
     Parameters
     ----------
@@ -117,20 +117,23 @@ def accepted_beats(rr_ms: npt.ArrayLike) -> Bool:
 def clean_segments(rr_ms: npt.ArrayLike, offsets: npt.ArrayLike) -> Bool:
     """Cleaning mask for many nights at once (CSR ``offsets``); each night restarts the rule.
 
-    Rule (science 3.1 default [ENG]): (1) reject ``RR < 300`` or ``RR > 2000`` ms (NaN rejected); (2) among the
-    in-range intervals ``y``, accept the first of the night, then accept ``y_i`` iff
-    ``|y_i - y_a| <= 0.20 * y_a`` where ``a`` is the last accepted interval.
+    Rule (science 3.1, revised 2026-12 [ENG]): (1) reject ``RR < 300`` or ``RR > 2000`` ms (NaN rejected);
+    (2) among the in-range intervals ``y`` of a night, accept ``y_i`` iff ``|y_i - ref| <= 0.20 * ref``. The
+    reference starts at the median of the night's first 5 in-range intervals (so an ectopic first beat is
+    rejected instead of becoming the reference) and is the last accepted interval afterwards; after
+    :data:`REANCHOR_AFTER` (5) consecutive rejections it re-anchors to the median of those 5 rejected
+    intervals (a level shift or a noise burst can never lock out the rest of the night).
 
-    Algorithm (loop-free over beats, nights and participants). Let ``next(j)`` be the first ``i > j`` of the
-    same night with ``|y_i - y_j| <= 0.2 y_j``. If ``j`` is accepted, every interval between ``j`` and
-    ``next(j)`` is compared with ``y_j`` and rejected, and ``next(j)`` is accepted; so the accepted set is
-    exactly the orbit ``s, next(s), next(next(s)), ...`` of the night's first in-range interval ``s``.
-    ``next(j) = j + 1`` for most ``j``; the others ("breaks", a few % of beats plus each night's last one) get
-    ``next`` by a vectorised 8-step look-ahead, and by doubling scans only once an orbit reaches them.
-    Between breaks the orbit runs through
-    consecutive intervals, so the orbit is enumerated on the graph of breaks only, by pointer doubling
-    (``O(m log m)`` for ``m`` breaks), and expanded back to runs with a difference array. Equality with the
-    plain sequential loop is proved by the argument above and checked with Hypothesis (tests/features).
+    Algorithm (loop-free over beats, nights and participants). The rule is a walk on a functional graph of
+    *reference states*: "accepted ``j``" (reference ``y_j``, next candidate ``j + 1``), "anchor ``q``"
+    (reference ``median(y[q-5:q])``, next candidate ``q``) and one "start" state per night (reference the
+    median of the first 5, next candidate the first interval). From a state with next candidate ``q`` the
+    walk goes to "accepted ``i``" for the first ``i`` in ``q .. q+4`` inside the band, else to "anchor
+    ``q + 5``" (or stops at the night's end). Every successor needs at most 5 vectorised comparisons. Most
+    accepted states step to ``j + 1``; the walk is enumerated on the graph of the other ("break") states only,
+    by pointer doubling (:func:`_enumerate_paths`), and accepted runs between breaks are expanded back with a
+    difference array. Anchor states are created lazily, only where a walk can reach them. Equality with the
+    plain sequential loop is checked with Hypothesis (tests/features).
 
     Parameters
     ----------
@@ -152,7 +155,7 @@ def clean_segments(rr_ms: npt.ArrayLike, offsets: npt.ArrayLike) -> Bool:
     if pos.size == 0:
         return out
     c_off = np.concatenate(([0], np.cumsum(in_range, dtype=np.int64)))[off]
-    out[pos[_orbit_mask(x[pos], c_off)]] = True
+    out[pos[_walk_mask(x[pos], c_off)]] = True
     return out
 
 
@@ -161,92 +164,96 @@ def _in_band(candidate: F64, ref: F64) -> Bool:
     return np.abs(candidate - ref) <= MALIK_FRACTION * ref
 
 
-def _orbit_mask(y: F64, c_off: I64) -> Bool:
-    """Accepted mask of the in-range series ``y`` whose nights are delimited by ``c_off``.
+def _median5(y: F64, lo: I64) -> F64:
+    """Median of the 5 intervals ``y[lo : lo + 5]`` (all inside the night) for every ``lo``."""
+    if lo.size == 0:
+        return np.zeros(0)
+    window = y[lo[:, None] + np.arange(REANCHOR_AFTER)]
+    return np.asarray(np.partition(window, REANCHOR_AFTER // 2, axis=1)[:, REANCHOR_AFTER // 2], dtype=np.float64)
 
-    ``next`` of a break is resolved lazily: after the look-ahead, breaks still unknown are scanned only when an
-    orbit reaches them (ectopic beats are breaks whose ``next`` is far away but are almost never accepted).
+
+def _start_refs(y: F64, starts: I64, end: I64) -> F64:
+    """Reference of each night's start: median of its first (up to) 5 in-range intervals."""
+    full = end - starts >= REANCHOR_AFTER
+    ref = np.empty(starts.size)
+    ref[full] = _median5(y, starts[full])
+    for k in np.flatnonzero(~full).tolist():  # nights of fewer than 5 intervals (rare, tiny)
+        ref[k] = float(np.median(y[starts[k]:end[k]]))
+    return ref
+
+
+def _targets(y: F64, ref: F64, q: I64, end: I64) -> I64:
+    """Where the walk goes from a state with reference ``ref`` and next candidate ``q`` (``end`` = night end):
+    the first ``i`` in ``q .. q+4`` inside the band; else ``n + q + 5`` (anchor ``q + 5``) after 5 misses when
+    candidates remain; else ``-1`` (the night ends)."""
+    n = y.size
+    hit = np.full(q.size, -1, dtype=np.int64)
+    for k in range(REANCHOR_AFTER - 1, -1, -1):  # fixed 5 steps, backwards so the first hit wins
+        cand = q + k
+        ok = (cand < end) & _in_band(y[np.minimum(cand, n - 1)], ref)
+        hit[ok] = cand[ok]
+    anchor = q + REANCHOR_AFTER
+    return np.where(hit >= 0, hit, np.where(anchor < end, n + anchor, -1))
+
+
+def _anchor_targets(y: F64, first: I64, night_end: I64, c_off: I64) -> tuple[I64, I64]:
+    """Anchors reachable from the targets ``first`` (lazily, round by round) and their targets.
+
+    Chains of anchors are short on real nights; after 16 rounds every anchor of the nights still pending is
+    resolved at once, so a crafted night cannot cost one Python round per 5 beats.
     """
     n = y.size
-    step_ok = np.zeros(n, dtype=np.bool_)
-    step_ok[:-1] = _in_band(y[1:], y[:-1])
-    step_ok[c_off[1:][np.diff(c_off) > 0] - 1] = False
-    breaks = np.flatnonzero(~step_ok)
-    ends = c_off[np.searchsorted(c_off, breaks, side="right")]
-    nxt = _lookahead(y, breaks, ends)
-    starts = c_off[:-1][np.diff(c_off) > 0]
-    roots = np.searchsorted(breaks, starts)
-    parts = []
-    for round_ in range(_MAX_ROUNDS + y.size):
-        path = _enumerate_paths(_successors(breaks, nxt), roots)
-        parts.append(path)
-        pending = path[nxt[path] == _UNKNOWN]
+    known_q, known_t = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    pending = np.unique(first[first >= n] - n)
+    done = np.zeros(0, np.int64)
+    for round_ in range(n + 1):
         if pending.size == 0:
             break
-        if round_ >= _MAX_ROUNDS:  # orbits hopping between far-apart breaks: resolve whole nights eagerly
-            night = np.searchsorted(c_off, breaks, side="right")
-            _resolve(y, breaks, ends, nxt, np.flatnonzero(np.isin(night, night[pending]) & (nxt == _UNKNOWN)))
-        else:
-            _resolve(y, breaks, ends, nxt, pending)
-        roots = np.searchsorted(breaks, nxt[pending][nxt[pending] >= 0])
-    on = np.concatenate(parts)
-    on = on[nxt[on] >= 0]
-    run_lo = np.concatenate((starts, nxt[on]))
-    run_hi = np.concatenate((breaks[np.searchsorted(breaks, starts)], breaks[np.searchsorted(breaks, nxt[on])]))
-    diff = np.bincount(run_lo, minlength=n + 1) - np.bincount(run_hi + 1, minlength=n + 1)
+        if round_ == 16:
+            night = np.unique(np.searchsorted(c_off, pending, side="right") - 1)
+            lo, hi = c_off[night] + REANCHOR_AFTER, c_off[night + 1]
+            every = np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])
+            pending = np.setdiff1d(every, done)
+        t = _targets(y, _median5(y, pending - REANCHOR_AFTER), pending, night_end[pending])
+        known_q.append(pending)
+        known_t.append(t)
+        done = np.union1d(done, pending)
+        pending = np.setdiff1d(np.unique(t[t >= n] - n), done)
+    q, t = np.concatenate(known_q), np.concatenate(known_t)
+    order = np.argsort(q)
+    return q[order], t[order]
+
+
+def _walk_mask(y: F64, c_off: I64) -> Bool:
+    """Accepted mask of the in-range series ``y`` whose nights are delimited by ``c_off``."""
+    n = y.size
+    lengths = np.diff(c_off)
+    night_end = np.repeat(c_off[1:], lengths)
+    starts = c_off[:-1][lengths > 0]
+    step_ok = np.zeros(n, dtype=np.bool_)
+    step_ok[:-1] = _in_band(y[1:], y[:-1])
+    step_ok[c_off[1:][lengths > 0] - 1] = False
+    br = np.flatnonzero(~step_ok)  # accepted states that do not simply step to j + 1 (each night's last is one)
+    t_br = _targets(y, y[br], br + 1, night_end[br])
+    t_st = _targets(y, _start_refs(y, starts, c_off[1:][lengths > 0]), starts, c_off[1:][lengths > 0])
+    anchors, t_an = _anchor_targets(y, np.concatenate((t_br, t_st)), night_end, c_off)
+    # compact graph: break i -> i, anchor k -> m + k, start k -> m + a + k, sentinel M
+    m, a = br.size, anchors.size
+    sentinel = m + a + starts.size
+    target = np.concatenate((t_br, t_an, t_st))
+    node = np.full(target.size + 1, sentinel, dtype=np.int64)
+    acc = (target >= 0) & (target < n)
+    anc = target >= n
+    node[:-1][acc] = np.searchsorted(br, target[acc])  # an accepted target runs on to the next break
+    node[:-1][anc] = m + np.searchsorted(anchors, target[anc] - n)
+    path = _enumerate_paths(node, m + a + np.arange(starts.size))
+    entered = np.zeros(target.size, dtype=np.bool_)
+    entered[path] = True
+    lo = target[entered & acc]
+    hi = br[np.searchsorted(br, lo)]
+    diff = np.bincount(lo, minlength=n + 1) - np.bincount(hi + 1, minlength=n + 1)
     mask: Bool = np.cumsum(diff[:n]) > 0
     return mask
-
-
-def _successors(breaks: I64, nxt: I64) -> I64:
-    """Break-graph successor: index of the first break at or after ``next``; sentinel ``m`` if none/unknown."""
-    m = breaks.size
-    succ = np.full(m + 1, m, dtype=np.int64)
-    has = nxt >= 0
-    succ[:m][has] = np.searchsorted(breaks, nxt[has])
-    return succ
-
-
-def _lookahead(y: F64, b: I64, end: I64) -> I64:
-    """``next(b)`` within 8 steps; -1 if the night ends first, `_UNKNOWN` if not found yet."""
-    nxt = np.full(b.size, -1, dtype=np.int64)
-    open_ = np.ones(b.size, dtype=np.bool_)
-    last = y.size - 1
-    for k in range(2, _LOOKAHEAD + 1):
-        cand = b + k
-        inside = cand < end
-        hit = open_ & inside & _in_band(y[np.minimum(cand, last)], y[b])
-        nxt[hit] = cand[hit]
-        open_ &= ~hit & inside
-    nxt[open_ & (b + _LOOKAHEAD + 1 < end)] = _UNKNOWN
-    return nxt
-
-
-def _resolve(y: F64, breaks: I64, ends: I64, nxt: I64, which: I64) -> None:
-    """Fill ``nxt[which]`` (indices into ``breaks``/``ends``) by scanning beyond the look-ahead."""
-    b = breaks[which]
-    nxt[which] = _scan_next(y, b, ends[which], b + _LOOKAHEAD + 1)
-
-
-def _scan_next(y: F64, ref: I64, end: I64, start: I64) -> I64:
-    """First ``i`` in ``[start, end)`` with ``y_i`` in the Malik band of ``y[ref]``; windows double each round."""
-    found = np.full(ref.size, -1, dtype=np.int64)
-    todo = np.arange(ref.size)
-    pos = start.copy()
-    width = 2 * _LOOKAHEAD
-    while todo.size:
-        rows = max(1, _SCAN_BUDGET // width)
-        for lo in range(0, todo.size, rows):
-            t = todo[lo:lo + rows]
-            cand = pos[t, None] + np.arange(width)
-            inside = cand < end[t, None]
-            hit = inside & _in_band(y[np.minimum(cand, y.size - 1)], y[ref[t], None])
-            any_hit = hit.any(axis=1)
-            found[t[any_hit]] = cand[any_hit, hit[any_hit].argmax(axis=1)]
-            pos[t] += width
-        todo = todo[(found[todo] < 0) & (pos[todo] < end[todo])]
-        width *= 2
-    return found
 
 
 def _enumerate_paths(succ: I64, roots: I64) -> I64:

@@ -14,7 +14,8 @@ References
 ----------
 science.md §1.1 (continuity definitions: BJSM sleep-definitions table; Ohayon et al. 2017 Sleep Health 3:6),
 §1.2 (end-date sleep day: Fitbit ``dateOfSleep``; main sleep = longest, Google Health ``main_sleep``),
-§6.3 (valid sleep day: GGIR ``includedaycrit`` 16 h or >= 1 episode).
+§6.3 (valid sleep day, revised 2026-12: >= 1 detected episode and GGIR ``includedaycrit`` 16 h wear where
+wear is known).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "sleep_regularity_index",
     "sleep_runs",
     "sri_14d",
+    "with_unknown_days",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -296,12 +298,13 @@ def assign_sleep_days(
 class DailySleep:
     """Participant x day arrays named like ``derived.daily_features`` (shape ``(P, n_days)``).
 
-    Totals (``tib_min``, ``tst_min`` = main + naps, ``main_tst_min``, ``nap_min``) are 0 on a valid day without
-    episodes and NaN on a day with no data. ``main_tst_min`` is 0 when episodes exist but none qualifies as main
-    sleep (a real outcome, science §1.2). ``se_pct``, ``sol_min``, ``waso_min``, ``awakenings`` and
-    ``midpoint_local_h`` describe the main sleep (NaN without one): S3 flags the SE of main sleeps and
-    recovery attaches to the main sleep. ``valid_sleep_day``: wear >= 16 h where a wear signal exists, else
-    >= 1 episode (science §1.2, §6.3).
+    Totals (``tib_min``, ``tst_min`` = main + naps, ``main_tst_min``, ``nap_min``) are NaN on a day without any
+    detected episode, worn or not: a dropped or unsynced episode is far likelier than a day without sleep, so
+    missing data never reads as 0 h (science §6.3, revised 2026-12). ``main_tst_min`` is 0 when episodes exist
+    but none qualifies as main sleep (a real outcome, science §1.2). ``se_pct``, ``sol_min``, ``waso_min``,
+    ``awakenings`` and ``midpoint_local_h`` describe the main sleep (NaN without one): S3 flags the SE of main
+    sleeps and recovery attaches to the main sleep. ``valid_sleep_day``: >= 1 detected episode and, where a wear signal
+    exists, wear >= 16 h (science §1.2, §6.3 revised 2026-12).
     """
 
     tib_min: F64
@@ -354,12 +357,12 @@ def daily_sleep(
         return out.reshape(shape)
 
     n_ep = np.bincount(cell, minlength=size).reshape(shape).astype(np.int64)
+    known = n_ep > 0  # a day without a detected episode is unknown, never 0 h (science 6.3, revised 2026-12)
     if wear_h is None:
-        valid = n_ep >= 1
+        valid = known
     else:
         w = np.asarray(wear_h, dtype=np.float64)
-        valid = np.where(np.isfinite(w), w >= min_wear_h, n_ep >= 1)
-    known = valid | (n_ep > 0)
+        valid = known & np.where(np.isfinite(w), w >= min_wear_h, True)
     tst = np.where(known, total(metrics.tst_min), np.nan)
     main = np.where(known, np.nan_to_num(of_main(metrics.tst_min), nan=0.0), np.nan)
     mid = of_main(metrics.midpoint_ts)
@@ -379,3 +382,18 @@ def daily_sleep(
         n_episodes=n_ep,
         valid_sleep_day=valid,
     )
+
+
+def with_unknown_days(daily: DailySleep, worn: B) -> DailySleep:
+    """Invalidate days without a detected main sleep whose sleep opportunity was not continuously worn.
+
+    Such a day has seen at most a nap: its total is unknown, not short (science 6.3, revised 2026-12). Totals
+    become NaN and ``valid_sleep_day`` False; days with a detected main sleep are unchanged.
+    """
+    unknown = ~(daily.main_tst_min > 0) & ~np.asarray(worn, dtype=np.bool_)
+    nan = np.where(unknown, np.nan, 1.0)
+    return DailySleep(
+        tib_min=daily.tib_min * nan, tst_min=daily.tst_min * nan, main_tst_min=daily.main_tst_min * nan,
+        nap_min=daily.nap_min * nan, se_pct=daily.se_pct, sol_min=daily.sol_min, waso_min=daily.waso_min,
+        awakenings=daily.awakenings, midpoint_local_h=daily.midpoint_local_h, n_episodes=daily.n_episodes,
+        valid_sleep_day=daily.valid_sleep_day & ~unknown)

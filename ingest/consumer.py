@@ -65,6 +65,7 @@ class IngestConfig:
     batch_size: int = 200
     batch_age_s: float = 0.2
     max_lateness_days: int = 30
+    programme_days: int = 120  # the programme file's ``days``: samples after day days+1 are refused (issue 14)
     trace_path: Path | None = None  # test aid: records commit and ack order
 
 
@@ -145,7 +146,7 @@ class Ingester:
     def _db(self) -> Writer:
         if self._writer is None or self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self.config.database_url, autocommit=False, connect_timeout=5)
-            self._writer = Writer(self._conn, self.tz, self.crash)
+            self._writer = Writer(self._conn, self.tz, self.crash, programme_days=self.config.programme_days)
         return self._writer
 
     def _drop_db(self) -> None:

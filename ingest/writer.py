@@ -134,9 +134,11 @@ class Writer:
         Test hook called with a crash-point name (``"mid_copy"``); see :mod:`ingest.crashpoints`.
     """
 
-    def __init__(self, conn: Conn, tz: ZoneInfo, crash: Callable[[str], None] | None = None) -> None:
+    def __init__(self, conn: Conn, tz: ZoneInfo, crash: Callable[[str], None] | None = None,
+                 programme_days: int = PROGRAMME_DAYS) -> None:
         self.conn = conn
         self.tz = tz
+        self.programme_days = programme_days  # the programme file's ``days`` (issue 14: one source of truth)
         self.crash = crash or (lambda point: None)
         for stream, (table, _, _) in _TABLES.items():
             conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{stream} (LIKE {table} INCLUDING DEFAULTS) "
@@ -167,7 +169,7 @@ class Writer:
                 start = datetime.combine(a.programme_start, datetime.min.time(), self.tz)
                 if first < start - timedelta(days=1):
                     return "ts_past"
-                if last >= start + timedelta(days=PROGRAMME_DAYS + 1):
+                if last >= start + timedelta(days=self.programme_days + 1):
                     return "after_window"
                 return a
         if owners.get(d.topic.device_id) and first < min(a.valid_from for a in owners[d.topic.device_id]):

@@ -94,7 +94,8 @@ def _delete_stale(conn: job_io.Conn, ids: list[object]) -> int:
 
 
 def run_models(database_url: str, tz: str = "Europe/London", progress: bool = False,
-               model_version: str = MODEL_VERSION, batch_size: int = 200) -> ModelRunSummary:
+               model_version: str = MODEL_VERSION, batch_size: int = 200,
+               warmup_days: float = WARMUP_DAYS) -> ModelRunSummary:
     """Recompute and upsert the three-process duty exposure of every non-withdrawn participant.
 
     Parameters
@@ -109,6 +110,8 @@ def run_models(database_url: str, tz: str = "Europe/London", progress: bool = Fa
         Written to ``derived.duty_exposure.model_version`` (default `models.exposure.MODEL_VERSION`).
     batch_size : int
         Participants per batch (further limited so that one batch's grid stays under ``MAX_GRID_CELLS``).
+    warmup_days : float
+        Model warm-up of the programme file (``Programme.warmup_days``; default 4, science 4.1).
 
     Returns
     -------
@@ -131,7 +134,7 @@ def run_models(database_url: str, tz: str = "Europe/London", progress: bool = Fa
                 end = max(int(duties.end.max()), start + EPOCH_S)
                 out = duty_exposure(duties.participant, duties.start, duties.end, sleep.participant, sleep.start,
                                     sleep.end, n_participants=len(ids), start=start, end=end,
-                                    warmup_days=WARMUP_DAYS, tz=tz, batch_size=len(ids))
+                                    warmup_days=warmup_days, tz=tz, batch_size=len(ids))
                 changed += _write(conn, ids, out, model_version)
                 n_duties += out.start_ts.size
                 n_warmup += int(out.warmup.sum())

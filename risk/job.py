@@ -41,8 +41,9 @@ _LOCK_KEY = 0x7269736B  # "risk"
 DAILY_COLUMNS = ("valid_sleep_day", "tst_min", "se_pct", "debt_net_7d_h", "sri_14d",
                  "valid_hrv_night", "ln_rmssd", "resting_hr_bpm", "hrv_baseline_mean", "hrv_baseline_sd",
                  "rhr_baseline_mean")
-DUTY_COLUMNS = ("quick_return", "long_shift", "consecutive_nights", "time_awake_end_h")
-EXPOSURE_COLUMNS = ("minutes_kss_ge7", "minutes_kss_ge8", "estimated")
+# start_ts: exposure rows are matched to their duty (F1 ignores duties with unknown time awake, issue 14)
+DUTY_COLUMNS = ("start_ts", "quick_return", "long_shift", "consecutive_nights", "time_awake_end_h")
+EXPOSURE_COLUMNS = ("start_ts", "minutes_kss_ge7", "minutes_kss_ge8", "estimated")
 
 
 @dataclass(frozen=True)

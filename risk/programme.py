@@ -1,7 +1,9 @@
 """The 120-day programme definition: calendar, phases, validity rules and flag thresholds (science.md section 6).
 
-The definition lives in a versioned TOML file (``risk/programme_v1.toml`` ships with the package; a force can
-supply its own). :func:`load_programme` validates every field on load and raises :class:`ProgrammeError`
+The definition lives in a versioned TOML file; the package ships ``risk/programme_v2.toml`` (the default, with a
+changelog citing its sources) and ``risk/programme_v1.toml`` (kept loadable so that issued v1 flags stay
+reproducible); a force can supply its own. :func:`load_programme` validates every field on load and raises
+:class:`ProgrammeError`
 whose message names the field, e.g. ``thresholds.S1.red: expected hours > 0, got -1``.
 """
 
@@ -18,7 +20,13 @@ from typing import Any
 
 from compliance.rules import ComplianceRules, parse_compliance
 
-__all__ = ["CRITERIA", "Phases", "Programme", "ProgrammeError", "Threshold", "Validity", "load_programme"]
+__all__ = ["CRITERIA", "DEFAULT_VERSION", "PACKAGED", "Phases", "Programme", "ProgrammeError", "Threshold",
+           "Validity", "load_programme"]
+
+#: Packaged programme versions -> file in the ``risk`` package.
+PACKAGED: dict[str, str] = {"programme-v1": "programme_v1.toml", "programme-v2": "programme_v2.toml"}
+#: The version :func:`load_programme` loads when no file is given.
+DEFAULT_VERSION = "programme-v2"
 
 #: criterion code -> (unit, unit name used in messages, direction, bound check, bound description)
 _Spec = tuple[str, str, str, Callable[[float], bool], str]
@@ -39,7 +47,7 @@ _SPECS: dict[str, _Spec] = {
 CRITERIA: tuple[str, ...] = tuple(_SPECS)
 _AMBER_ONLY = frozenset({"S4", "H1", "W3"})
 _THRESHOLD_KEYS = frozenset({"label", "unit", "direction", "inclusive", "amber", "red", "red_rule",
-                             "red_amber_duties"})
+                             "red_amber_duties", "informative"})
 
 
 class ProgrammeError(ValueError):
@@ -52,6 +60,8 @@ class Threshold:
 
     ``direction`` "below" means a value under the cut-off is worse; ``inclusive`` turns ``<``/``>`` into
     ``<=``/``>=``. ``red`` is None for amber-only criteria (S4, W3) and for H1, whose red is a rule.
+    ``informative`` criteria are graded and shown but never set the overall level (S4 from programme-v2).
+    ``red_amber_duties`` (F1 only, optional): this many amber duties in a week make F1 red (programme-v1).
     """
 
     code: str
@@ -62,6 +72,7 @@ class Threshold:
     amber: float
     red: float | None
     red_amber_duties: int | None = None
+    informative: bool = False
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,12 @@ class Validity:
     min_sri_day_pairs: int
     tpm_min_sleep_data_h: float
     roster_required: bool
+    f1_needs_known_awake: bool = False
+    """A duty whose time awake is unknown (non-wear since the last sleep) has no F1 exposure (programme-v2)."""
+    f1_ignores_estimated: bool = False
+    """An exposure estimated over missing device sleep (< ``tpm_min_sleep_data_h``) is shown, never graded."""
+    missing_days_never_raise: bool = False
+    """S1/S3/H1/R1 are graded no worse than with the week's missing days at the week's best valid value."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,9 @@ class Programme:
     validity: Validity
     thresholds: Mapping[str, Threshold]
     compliance: ComplianceRules = field(default_factory=ComplianceRules)  # [compliance], defaults if absent
+    changelog: tuple[str, ...] = ()
+    warmup_days: float = 4.0
+    """Three-process-model warm-up (``[model] warmup_days``, >= 4, science 4.1): duties earlier get no F1."""
 
     def calibration_weeks(self) -> int:
         """Number of whole programme weeks inside the calibration phase (2 for days 1-14)."""
@@ -163,7 +183,17 @@ def _validity(data: Mapping[str, Any]) -> Validity:
         tpm_min_sleep_data_h=float(_number(v, "tpm_min_sleep_data_h", "validity.", "hours >= 0",
                                            lambda x: x >= 0) or 0.0),
         roster_required=roster,
+        f1_needs_known_awake=_flag(v, "f1_needs_known_awake", "validity."),
+        f1_ignores_estimated=_flag(v, "f1_ignores_estimated", "validity."),
+        missing_days_never_raise=_flag(v, "missing_days_never_raise", "validity."),
     )
+
+
+def _flag(data: Mapping[str, Any], key: str, where: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise ProgrammeError(f"{where}{key}: expected true or false, got {value!r}")
+    return value
 
 
 def _threshold(code: str, t: Mapping[str, Any]) -> Threshold:
@@ -189,9 +219,10 @@ def _threshold(code: str, t: Mapping[str, Any]) -> Threshold:
             raise ProgrammeError(f"{where}red: expected {unit_name} at least as severe as amber ({amber:g})")
     extra = None
     if code == "F1":
-        extra = _int(t, "red_amber_duties", where, 1, 21)
+        extra = _int(t, "red_amber_duties", where, 1, 21) if "red_amber_duties" in t else None
         red = red if red is not None else amber
-    return Threshold(code, str(t.get("label", code)), unit, direction, inclusive, amber, red, extra)
+    return Threshold(code, str(t.get("label", code)), unit, direction, inclusive, amber, red, extra,
+                     _flag(t, "informative", where))
 
 
 def parse_programme(data: Mapping[str, Any]) -> Programme:
@@ -217,7 +248,28 @@ def parse_programme(data: Mapping[str, Any]) -> Programme:
         version=version.strip(), days=days, weeks=weeks,
         need_pop_h=float(_number(data, "need_pop_h", "", "hours in [4, 12]", lambda v: 4 <= v <= 12) or 8.0),
         phases=_phases(data), validity=_validity(data), thresholds=MappingProxyType(parsed),
-        compliance=compliance)
+        compliance=compliance, changelog=_changelog(data), warmup_days=_warmup(data))
+
+
+def _warmup(data: Mapping[str, Any]) -> float:
+    model = data.get("model", {})
+    if not isinstance(model, Mapping):
+        raise ProgrammeError("model: expected a table")
+    value = _number(model, "warmup_days", "model.", "days in [4, 28]", lambda v: 4 <= v <= 28, optional=True)
+    return 4.0 if value is None else value
+
+
+def _changelog(data: Mapping[str, Any]) -> tuple[str, ...]:
+    entries = data.get("changelog", [])
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        raise ProgrammeError("changelog: expected [[changelog]] tables")
+    out = []
+    for i, e in enumerate(entries):
+        change, source = e.get("change"), e.get("source")
+        if not isinstance(change, str) or not isinstance(source, str) or not change.strip() or not source.strip():
+            raise ProgrammeError(f"changelog[{i}]: expected non-empty 'change' and 'source' strings")
+        out.append(f"{change.strip()} [{source.strip()}]")
+    return tuple(out)
 
 
 def load_programme(path: str | Path | None = None) -> Programme:
@@ -226,7 +278,8 @@ def load_programme(path: str | Path | None = None) -> Programme:
     Parameters
     ----------
     path : str or Path or None
-        TOML file; None loads the packaged ``risk/programme_v1.toml``.
+        TOML file, or a packaged version name (``"programme-v1"``, ``"programme-v2"``); None loads
+        :data:`DEFAULT_VERSION`.
 
     Returns
     -------
@@ -239,8 +292,9 @@ def load_programme(path: str | Path | None = None) -> Programme:
         The file cannot be read or parsed, or a field is invalid (the message names it).
     """
     try:
-        if path is None:
-            text = resources.files("risk").joinpath("programme_v1.toml").read_text(encoding="utf-8")
+        if path is None or str(path) in PACKAGED:
+            name = PACKAGED[DEFAULT_VERSION if path is None else str(path)]
+            text = resources.files("risk").joinpath(name).read_text(encoding="utf-8")
         else:
             text = Path(path).read_text(encoding="utf-8")
         data = tomllib.loads(text)

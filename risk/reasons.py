@@ -81,20 +81,23 @@ def _not_evaluated(code: str, why: str, f: Rows, i: int, prog: Programme) -> str
                        f"{prog.phases.extension_last_day}",
         "no_roster": "no roster for this week",
         "sri_missing": f"regularity not computable (needs {v.min_sri_day_pairs} valid day-pairs in 14 days)",
-        "no_awake_data": "no sleep data before this week's duties",
+        "no_awake_data": "time awake unknown for every duty this week (no detected sleep, or the device was not "
+                         "worn since the last one)",
+        "awake_unknown": "predicted sleepiness not used: device sleep missing before this week's duties (time "
+                         "awake unknown or too little sleep data)",
         "no_model_output": "no fatigue-model output for this week's duties",
         "duty_features_pending": "duty features not yet computed for all of this week's rostered duties",
     }
     return texts[why]
 
 
-def _sleep_reason(code: str, f: Rows, i: int, thr: Threshold, level: int) -> str:
+def _sleep_reason(code: str, f: Rows, i: int, thr: Threshold, level: int, prog: Programme) -> str:
     value, aux = float(f.values[code][i]), f.aux
     nights = _plural(_n(aux["n_sleep"][i]), "valid night")
     if code == "S1":
         return f"mean sleep {format_hours(value)} over {nights}, {_cut(thr, level, '{:g} h')}"
     if code == "S2":
-        how = " (from this week's nights against an 8 h need)" if aux["s2_fallback"][i] else ""
+        how = f" (from this week's nights against a {prog.need_pop_h:g} h need)" if aux["s2_fallback"][i] else ""
         return f"sleep debt {format_hours(value)} over 7 days{how}, {_cut(thr, level, '{:g} h')}"
     if code == "S3":
         return (f"mean sleep efficiency {value:.0f} % over {_plural(_n(aux['n_se'][i]), 'night')}, "
@@ -125,7 +128,11 @@ def _roster_reason(code: str, f: Rows, i: int, thr: Threshold, level: int, prog:
     if code == "W3":
         return f"{_n(value)} consecutive night duties, more than {thr.amber:g}"
     if code == "W4":
-        return f"awake {format_hours(value)} at the end of a duty, {_cut(thr, level, '{:g} h')}"
+        text = f"awake {format_hours(value)} at the end of a duty, {_cut(thr, level, '{:g} h')}"
+        unknown = _n(aux["n_awake_unknown"][i])
+        if unknown:
+            text += f" ({_plural(unknown, 'other duty')} not counted: time awake unknown)".replace("dutys", "duties")
+        return text
     n_red, n_amber = _n(aux["f1_n_red"][i]), _n(aux["f1_n_amber"][i])
     parts = []
     if n_red:
@@ -149,7 +156,7 @@ def reason(code: str, f: Rows, i: int, prog: Programme) -> str | None:
         return None
     thr = prog.thresholds[code]
     if code.startswith("S"):
-        return _sleep_reason(code, f, i, thr, level)
+        return _sleep_reason(code, f, i, thr, level, prog)
     if code in ("H1", "R1"):
         return _physiology_reason(code, f, i, thr, level)
     return _roster_reason(code, f, i, thr, level, prog)

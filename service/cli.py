@@ -44,7 +44,7 @@ Run `fatigue COMMAND --help` for details of each command.
 AREA_MODULES: tuple[str, ...] = (
     "service.cli_ingest", "service.cli_features", "service.cli_models", "service.cli_risk",
     "service.cli_exports", "service.cli_access", "service.cli_run", "service.cli_delivery",
-    "service.cli_compliance",
+    "service.cli_compliance", "service.cli_validate",
 )
 
 

@@ -21,7 +21,15 @@ def features_command(full: bool, quiet: bool) -> None:
 
     settings = click.get_current_context().find_root().obj
     assert isinstance(settings, Settings)
-    summary = run_features(settings.database_url, settings.timezone, full=full, progress=show_progress(quiet))
+    from features.params import FeatureParams
+    from risk.programme import ProgrammeError, load_programme
+
+    try:
+        params = FeatureParams.of(load_programme(getattr(settings, "programme", None)))
+    except ProgrammeError as exc:
+        raise click.ClickException(f"FATIGUE_PROGRAMME: {exc}") from exc
+    summary = run_features(settings.database_url, settings.timezone, full=full, progress=show_progress(quiet),
+                           params=params)
     click.echo(f"{summary.participants} participant(s): {summary.days_written} day rows and "
                f"{summary.duties_written} duty rows written in {summary.seconds:.1f} s")
     click.echo("next: `fatigue models run`, then `fatigue flags`")

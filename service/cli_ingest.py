@@ -18,6 +18,16 @@ def _settings() -> Settings:
     return obj
 
 
+
+def _programme_days(programme: str | None) -> int:
+    """Days of the force's programme file (FATIGUE_PROGRAMME): the accepted ingest window (issue 14)."""
+    from risk.programme import ProgrammeError, load_programme
+
+    try:
+        return load_programme(programme).days
+    except ProgrammeError as exc:
+        raise click.ClickException(f"FATIGUE_PROGRAMME: {exc}") from exc
+
 @click.command("ingest")
 @click.option("--client-id", default=None,
               help="Stable MQTT client id; the broker keeps this id's session across restarts. "
@@ -60,7 +70,7 @@ def ingest_command(client_id: str | None, metrics_addr: str | None, metrics_port
         client_id=client_id or f"fatigue-ingest-{s.ingest_group}-{socket.gethostname()}",
         group=s.ingest_group, username=mq.username, password=mq.password, tls=mq.tls, timezone=s.timezone,
         receive_maximum=receive_maximum, batch_size=batch_size, batch_age_s=batch_age, trace_path=trace,
-        max_lateness_days=s.ingest_max_lateness_days)
+        max_lateness_days=s.ingest_max_lateness_days, programme_days=_programme_days(getattr(s, "programme", None)))
     ingester = Ingester(config, crash=CrashPoints(s.crash_points))
     exporter = None
     if address is not None:

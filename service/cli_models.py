@@ -33,6 +33,16 @@ def _settings() -> Settings:
     return obj
 
 
+def _warmup_days(programme: str | None) -> float:
+    """The model warm-up of the force's programme file (issue 14: the programme drives every stage)."""
+    from risk.programme import ProgrammeError, load_programme
+
+    try:
+        return load_programme(programme).warmup_days
+    except ProgrammeError as exc:
+        raise click.ClickException(f"FATIGUE_PROGRAMME: {exc}") from exc
+
+
 def _db_error(exc: psycopg.OperationalError) -> click.ClickException:
     return click.ClickException(f"cannot reach the database ({exc.__class__.__name__}); is PostgreSQL running, "
                                 "and is FATIGUE_DATABASE_URL right?")
@@ -57,7 +67,8 @@ def models_run(quiet: bool) -> None:
 
     settings = _settings()
     try:
-        summary = run_models(settings.database_url, settings.timezone, progress=show_progress(quiet))
+        summary = run_models(settings.database_url, settings.timezone, progress=show_progress(quiet),
+                             warmup_days=_warmup_days(getattr(settings, "programme", None)))
     except psycopg.OperationalError as exc:
         raise _db_error(exc) from exc
     click.echo(f"{summary.participants} participant(s), {summary.duties} duties: {summary.rows_changed} row(s) "

@@ -37,7 +37,7 @@ def _connect(url: str) -> psycopg.Connection[Any]:
             "and is FATIGUE_DATABASE_URL right?") from exc
 
 
-def _programme(path: Path | None) -> Any:
+def _programme(path: str | Path | None) -> Any:
     from risk.programme import ProgrammeError, load_programme
 
     try:
@@ -60,14 +60,14 @@ def _mqtt_target(url: str | None) -> MqttTarget | None:
 @click.command("flags")
 @click.option("--as-of", "as_of", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="Run date (default: today, local). Weeks that ended 2 or more days before it are evaluated.")
-@click.option("--programme", "programme_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Programme TOML (default: the packaged programme_v1.toml).")
-def flags_command(as_of: datetime | None, programme_path: Path | None) -> None:
+@click.option("--programme", "programme_path", type=str, default=None,
+              help="Programme TOML file, or a packaged version (programme-v1, programme-v2; default programme-v2).")
+def flags_command(as_of: datetime | None, programme_path: str | None) -> None:
     """Issue weekly fatigue flags for closed programme weeks (safe to run twice; late data makes revisions)."""
     from risk.job import run_flags
 
     s = _settings()
-    programme = _programme(programme_path)
+    programme = _programme(programme_path or getattr(_settings(), "programme", None))
     day = as_of.date() if as_of else datetime.now(ZoneInfo(s.timezone)).date()
     with _connect(s.database_url) as conn:
         summary = run_flags(conn, day, programme, tz=s.timezone)

@@ -25,6 +25,8 @@ FATIGUE_INGEST_MAX_LATENESS_DAYS  samples older than this are dead-lettered ``to
 FATIGUE_METRICS_ADDR     ``host:port`` where long-running processes (``fatigue ingest``, ``fatigue serve``) serve
                          Prometheus metrics; ``:9108`` or ``0.0.0.0:9108`` listens on every interface (needed in
                          a container), ``127.0.0.1:9108`` on loopback only; unset or ``off`` serves none.
+FATIGUE_PROGRAMME        the force's programme: a TOML file or a packaged version (default ``programme-v2``);
+                         it drives the ingest window, features, models and flags (risk/programme.py).
 FATIGUE_CRASH_POINTS     fault-injection tests only: ``after_commit:0.1,mid_copy:0.05`` (see
                          ``ingest.crashpoints``); never set in production.
 """
@@ -91,6 +93,7 @@ class Settings:
     ingest_max_lateness_days: int = 30
     api_admin_database_url: str | None = None
     metrics_addr: MetricsAddress | None = None
+    programme: str | None = None
 
     @property
     def mqtt(self) -> MqttEndpoint:
@@ -218,6 +221,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ingest_max_lateness_days=_positive_int(env, "FATIGUE_INGEST_MAX_LATENESS_DAYS", 30),
         api_admin_database_url=_admin_url(env),
         metrics_addr=parse_metrics_addr(env.get("FATIGUE_METRICS_ADDR")),
+        programme=env.get("FATIGUE_PROGRAMME") or None,
     )
 
 

@@ -58,6 +58,12 @@ class Cohort:
         Baseline mean nightly ln RMSSD (ln ms).
     consent_manager, consent_research : ndarray of bool
         Consents written to ``participants.csv``.
+    at_risk : ndarray of bool
+        In the at-risk subgroup (screens positive for a sleep disorder, ``SimParams.p_at_risk``).
+    habitual_tst_h : ndarray of float
+        Per-officer habitual sleep effect (h) added to every main sleep.
+    se_shift_pct : ndarray of float
+        Per-officer sleep-efficiency shift (points; the at-risk shift, else 0).
     """
 
     force: tuple[str, ...]
@@ -78,6 +84,9 @@ class Cohort:
     ln_rmssd: F
     consent_manager: npt.NDArray[np.bool_]
     consent_research: npt.NDArray[np.bool_]
+    at_risk: npt.NDArray[np.bool_]
+    habitual_tst_h: F
+    se_shift_pct: F
 
     @property
     def n(self) -> int:
@@ -126,6 +135,7 @@ def make_cohort(params: SimParams, rng: np.random.Generator) -> Cohort:
     swap_day = np.where(swap, rng.integers(params.n_days // 4, max(params.n_days // 4 + 1, 3 * params.n_days // 4),
                                            n), params.n_days)
     ids = [f"{p:05d}" for p in range(n)]
+    traits: list[F] = []  # filled last, inside the call below, so that every earlier draw is unchanged
     return Cohort(
         force=tuple(FORCES[i] for i in rng.integers(0, len(FORCES), n)),
         staff_ref=tuple(f"PC{p + 1:04d}" for p in range(n)),
@@ -141,7 +151,25 @@ def make_cohort(params: SimParams, rng: np.random.Generator) -> Cohort:
         ln_rmssd=np.clip(ln_rmssd, np.log(15.0), np.log(180.0)),
         consent_manager=rng.random(n) < 0.9,
         consent_research=rng.random(n) < 0.95,
+        at_risk=_sleep_traits(params, rng, n, traits),
+        habitual_tst_h=traits[0],
+        se_shift_pct=traits[1],
     )
+
+
+
+def _sleep_traits(params: SimParams, rng: np.random.Generator, n: int, out: list[F]) -> npt.NDArray[np.bool_]:
+    """At-risk label; appends the habitual sleep effect (h) and sleep-efficiency shift (points) to ``out``.
+
+    The at-risk shift ``at_risk_tst_h`` is balanced by ``-at_risk_tst_h * p / (1 - p)`` for the others so that
+    the cohort mean TST is unchanged (science.md 7: 6 h 11 min before work days).
+    """
+    p = params.p_at_risk
+    at_risk = rng.random(n) < p
+    other = -params.at_risk_tst_h * p / (1.0 - p) if p < 1.0 else 0.0
+    habitual = np.where(at_risk, params.at_risk_tst_h, other) + params.habitual_sd_h * rng.standard_normal(n)
+    out.extend((habitual, np.where(at_risk, params.at_risk_se_pct, 0.0)))
+    return at_risk
 
 
 assert len(PATTERNS) == PATTERN_BY_ROLE.shape[1]

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from simulators.params import SimParams
 
-__all__ = ["FLUSH_COMPRESSION", "Faults", "flush_time", "intervals_mask", "make_faults"]
+__all__ = ["FLUSH_COMPRESSION", "Faults", "flush_time", "intervals_mask", "make_faults", "worn_while_asleep"]
 
 IntArr = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
@@ -131,3 +131,25 @@ def flush_time(faults: Faults, p: IntArr, t_s: IntArr) -> tuple[IntArr, B]:
     inside = ok & (faults.outage_p[i] == p) & (t_s < faults.outage_end_s[i]) & (t_s >= faults.outage_start_s[i])
     send = faults.outage_end_s[i] + (t_s - faults.outage_start_s[i]) // FLUSH_COMPRESSION
     return np.where(inside, send, t_s), inside
+
+
+def worn_while_asleep(faults: Faults, asleep: B) -> Faults:
+    """Short daytime non-wear only while awake: nobody takes the watch off to charge it while asleep.
+
+    Minutes of the short (30-180 min) non-wear gaps that fall inside a sleep episode are worn again (when
+    powered and not inside a long non-wear gap), so day sleeps after night shifts are no longer dropped by a
+    charging break drawn on top of them. Long non-wear (watch left at home) and flat batteries still hide sleep:
+    that is the missing data the flags must survive.
+
+    Parameters
+    ----------
+    faults : Faults
+        As drawn by :func:`make_faults`.
+    asleep : ndarray of bool, shape like ``faults.worn``
+        True inside any sleep episode (minute grid).
+    """
+    n, n_min = faults.worn.shape
+    long_ = intervals_mask(n, n_min, *faults.intervals["long_nonwear"])
+    worn = faults.worn | (asleep & faults.powered & ~long_)
+    return Faults(worn, faults.powered, faults.outage_p, faults.outage_start_s, faults.outage_end_s,
+                  faults.drift_ppm, faults.offset_ms, faults.intervals)

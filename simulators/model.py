@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from simulators.clock import Clock
 from simulators.cohort import Cohort, make_cohort
-from simulators.faults import Faults, intervals_mask, make_faults
+from simulators.faults import Faults, intervals_mask, make_faults, worn_while_asleep
 from simulators.params import SimParams
 from simulators.physio import HeartGrid, Nightly, RRWindows, make_heart_rate, make_nightly, make_rr
 from simulators.roster import Roster, duty_facts, make_roster
@@ -93,6 +93,10 @@ def simulate(params: SimParams) -> Simulation:
     duties = duty_facts(roster, clock)
     episodes = make_sleep(params, cohort, roster, clock, rngs["sleep"])
     faults = make_faults(params, clock.t0_s, rngs["faults"])
+    asleep = intervals_mask(cohort.n, faults.worn.shape[1], episodes.participant,
+                            (episodes.onset_s - clock.t0_s) // 60, -(-(episodes.end_s - clock.t0_s) // 60))
+    faults = worn_while_asleep(faults, asleep)
+    del asleep
     nightly = make_nightly(params, cohort, episodes, rngs["nightly"])
     n_min = faults.worn.shape[1]
     duty_mask = _duty_mask(cohort.n, n_min, duties, clock.t0_s)

@@ -68,6 +68,21 @@ class FaultRates:
         """No faults at all (clean data for model tests)."""
         return FaultRates(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
+    @staticmethod
+    def heavy() -> FaultRates:
+        """Three times the default device and gateway fault rates (stress level for validation) [ENG]."""
+        d = FaultRates()
+        return FaultRates(3 * d.nonwear_per_day, 3 * d.long_nonwear_per_day, 3 * d.flat_battery_per_day,
+                          3 * d.gateway_offline_per_day, d.duplicate, d.out_of_order, d.drift_ppm_sd, d.malformed)
+
+    @staticmethod
+    def preset(name: str) -> FaultRates:
+        """``"none"``, ``"default"`` or ``"heavy"`` (the ``--faults`` choices)."""
+        presets = {"none": FaultRates.none, "default": FaultRates, "heavy": FaultRates.heavy}
+        if name not in presets:
+            raise ValueError(f"faults must be one of {sorted(presets)}, got {name!r}")
+        return presets[name]()
+
 
 @dataclass(frozen=True)
 class SimParams:
@@ -112,6 +127,17 @@ class SimParams:
         Minutes of heart rate per ``hr`` message (<= 3600 samples).
     p_survey : float
         Probability that a KSS answer is given at a shift start or end.
+    p_at_risk : float
+        Share of officers in the at-risk subgroup: 40.4 % screened positive for at least one sleep disorder
+        (Rajaratnam et al. 2011 JAMA 306:2567, n = 4,957 North American officers; OSA 33.6 %, insomnia 6.5 %,
+        shift-work disorder 5.4 %). See docs/simulator.md.
+    habitual_sd_h : float
+        SD of the per-officer habitual sleep effect added to every main sleep (h) [ENG: between-person SD of
+        habitual TST ~ 0.5-0.7 h in actigraphy cohorts].
+    at_risk_tst_h, at_risk_se_pct : float
+        Mean TST shift (h) and sleep-efficiency shift (points) of the at-risk subgroup [ENG: insomnia and OSA
+        shorten and fragment sleep]; the others get the opposite TST shift scaled so the cohort mean is
+        unchanged (the 6 h 11 min police figure still holds for the cohort).
     faults : FaultRates
         Device and transport faults.
     """
@@ -141,6 +167,10 @@ class SimParams:
     rr_window_min: int = 5
     hr_batch_min: int = 60
     p_survey: float = 0.6
+    p_at_risk: float = 0.404
+    habitual_sd_h: float = 0.4
+    at_risk_tst_h: float = -1.2
+    at_risk_se_pct: float = -8.0
     faults: FaultRates = field(default_factory=FaultRates)
 
     def __post_init__(self) -> None:

@@ -115,7 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--replay", type=Path, metavar="MESSAGES_BIN", help="publish an existing log")
     ap.add_argument("--speed", type=float, default=None, help="time acceleration (default: as fast as acked)")
     ap.add_argument("--max-inflight", type=int, default=1000)
-    ap.add_argument("--no-faults", action="store_true", help="clean data: no device or transport faults")
+    ap.add_argument("--faults", choices=("none", "default", "heavy"), default="default",
+                    help="device and transport faults: none (clean data), default, or heavy (3x device rates)")
+    ap.add_argument("--no-faults", action="store_true", help="same as --faults none")
     ap.add_argument("--rr-whole-night", action="store_true", help="record RR over the whole main sleep")
     ap.add_argument("--quiet", action="store_true")
     return ap
@@ -123,8 +125,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _params(ns: argparse.Namespace) -> SimParams:
     extra: dict[str, Any] = {}
-    if ns.no_faults:
-        extra["faults"] = FaultRates.none()
+    extra["faults"] = FaultRates.preset("none" if ns.no_faults else ns.faults)
     if ns.rr_whole_night:
         extra["rr_every_min"] = extra["rr_window_min"] = 30
     return SimParams(n_participants=ns.participants, n_days=ns.days, start_date=ns.start, seed=ns.seed, **extra)

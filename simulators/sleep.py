@@ -9,7 +9,9 @@ science.md section 7:
 - otherwise (rest day, late or night start): free sleep around the chronotype midpoint (03:30 local + shift),
   TST + 1.0 h, plus half the repayment ``D_ew(d-1) / 4`` of science.md 2.3, capped at 1.5 h [ENG].
 
-A nap precedes a first night (p = 0.7) and some rest days (p = 0.08). Stages follow ~95-min cycles with deep
+Every main sleep also carries the officer's habitual effect (``Cohort.habitual_tst_h``: the at-risk subgroup
+sleeps shorter and less efficiently, see :mod:`simulators.cohort`). A nap precedes a first night (p = 0.7) and
+some rest days (p = 0.08). Stages follow ~95-min cycles with deep
 sleep early and REM late; wake bouts are placed so that sleep efficiency ~ N(88, 5^2) %.
 """
 
@@ -33,8 +35,9 @@ __all__ = ["DAY_KINDS", "Episodes", "ewma_debt", "make_sleep"]
 DAY_KINDS: tuple[str, ...] = ("free", "work", "after_night")
 
 _NIGHT_CODES = np.array([i for i, s in enumerate(SHIFTS) if s[0] == "night"])
-_P_NAP_FIRST_NIGHT = 0.7
+_P_NAP_FIRST_NIGHT = 0.85  # [ENG] most officers nap or sleep in before a first night shift
 _P_NAP_REST = 0.08
+_P_NAP_LATER_NIGHT = 0.6  # [ENG] prophylactic evening nap before a 2nd+ night shift
 EPOCH_S = 30
 _N_CYCLES = 8
 _PHASE_BINS = 200
@@ -124,12 +127,13 @@ def _main_grid(params: SimParams, cohort: Cohort, roster: Roster, clock: Clock,
     morning = roster.on_duty & (start_local_h < 12.0) & ~prev_night
     gap_h = (roster.start_s - prev_end) / 3600.0
     quick = morning & (prev_end > 0) & (gap_h < 11.0)
-    se = np.clip(rng.normal(params.se_mean_pct, params.se_sd_pct, shape), 60.0, 99.0) / 100.0
+    se_mean = params.se_mean_pct + cohort.se_shift_pct[:, None]
+    se = np.clip(rng.normal(se_mean, params.se_sd_pct, shape), 60.0, 99.0) / 100.0
     z = rng.standard_normal(shape)
     tst_work = params.tst_work_h + params.tst_work_sd_h * z - params.quick_return_penalty_h * quick
     tst_night = params.tst_after_night_h + params.tst_after_night_sd_h * z
     tst_free = params.tst_work_h + params.free_day_extra_h + params.tst_work_sd_h * z
-    target = np.where(prev_night, tst_night, np.where(morning, tst_work, tst_free))
+    target = np.where(prev_night, tst_night, np.where(morning, tst_work, tst_free)) + cohort.habitual_tst_h[:, None]
     debt = ewma_debt(cohort.sleep_need_h[:, None] - np.clip(target, 3.0, 11.0), params.debt_half_life_d)
     free = ~prev_night & ~morning
     target = target + free * np.clip(_shift_prev(debt, 0.0).astype(np.float64) / 8.0, 0.0, 1.5)
@@ -151,17 +155,22 @@ def _main_grid(params: SimParams, cohort: Cohort, roster: Roster, clock: Clock,
 
 
 def _nap_grid(roster: Roster, clock: Clock, rng: np.random.Generator) -> tuple[IntArr, IntArr, IntArr, IntArr]:
-    """Naps: before a first night, and on some rest days (participant, day, onset, end)."""
+    """Naps: before a first night (afternoon), before later nights (evening, p = 0.6 [ENG]: prophylactic
+    napping before night shifts is common practice and recommended guidance) and on some rest days."""
     shape = roster.code.shape
     night = np.isin(roster.code, _NIGHT_CODES)
     prev_night = _shift_prev(night, False).astype(bool)
     u = rng.random(shape)
     first_night = night & ~prev_night & (u < _P_NAP_FIRST_NIGHT)
+    later_night = night & prev_night & (u < _P_NAP_LATER_NIGHT)
     rest_nap = ~roster.on_duty & ~prev_night & (u < _P_NAP_REST)
-    p, d = np.nonzero(first_night | rest_nap)
+    p, d = np.nonzero(first_night | later_night | rest_nap)
     long_nap = first_night[p, d]
+    evening = later_night[p, d]
     start_h = np.where(long_nap, rng.uniform(13.5, 16.0, p.size), rng.uniform(13.0, 16.0, p.size))
+    start_h = np.where(evening, start_h + 4.5, start_h)  # 17:30-20:30, before a 21:00-22:00 start
     n_ep = np.where(long_nap, rng.integers(120, 241, p.size), rng.integers(40, 121, p.size))
+    n_ep = np.where(evening, np.minimum(n_ep + 60, 150), n_ep)
     onset = clock.to_utc(clock.local_naive_of_day(d, start_h))
     return p.astype(np.int64), d.astype(np.int64), onset, onset + n_ep * EPOCH_S
 

@@ -1,5 +1,11 @@
 """Ground truth as pandas frames: participants, participant-days, duties, surveys, faults and messages.
 
+Truth for validation (issue 14): per officer ``at_risk`` and ``habitual_tst_h``; per day the true sleep
+(``tst_min``, ``main_se_pct``); per duty the true time awake at its end (``true_time_awake_h``, from the true
+sleep episodes of >= 30 min, science 5) and the true predicted sleepiness (``true_minutes_kss_ge7`` /
+``true_minutes_kss_ge8`` / ``true_peak_kss``: the three-process model of :mod:`models.exposure` driven by the
+true sleep, no device faults, same warm-up).
+
 Times are UTC ``datetime64[ns, UTC]``; ``sleep_date`` is the local (Europe/London) date on which an episode
 ends. Column names follow the shared frames of docs/developing.md where a quantity is the same
 (``tst_min``, ``main_tst_min``, ``nap_min``, ``rmssd_ms``, ``resting_hr_bpm``, ``quick_return`` ...).
@@ -11,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from features.roster import time_awake_at
+from models.exposure import duty_exposure
 from simulators.cohort import AGE_BANDS, SEXES
 from simulators.model import Simulation
 from simulators.params import MALFORMED_REASONS, PATTERNS, ROLE_GROUPS
@@ -36,6 +44,7 @@ def _participants(sim: Simulation) -> pd.DataFrame:
         "rhr_baseline_bpm": c.rhr_bpm, "rmssd_baseline_ms": np.exp(c.ln_rmssd), "ln_rmssd_baseline": c.ln_rmssd,
         "gateway_id": c.gateway_id, "device_a": c.device_a, "device_b": c.device_b,
         "swap_day": c.swap_day, "drift_ppm_a": sim.faults.drift_ppm[:, 0], "drift_ppm_b": sim.faults.drift_ppm[:, 1],
+        "at_risk": c.at_risk, "habitual_tst_h": c.habitual_tst_h,
     })
 
 
@@ -64,6 +73,8 @@ def _days(sim: Simulation) -> pd.DataFrame:
         "on_duty": sim.roster.on_duty.ravel(),
         "tst_min": nt.tst_h.ravel() * 60.0,
         "main_tst_min": np.where(main_idx >= 0, ep.tst_min[main_idx], np.nan),
+        "main_se_pct": np.where(main_idx >= 0, 100.0 * ep.tst_min[main_idx]
+                                / np.maximum((ep.end_s[main_idx] - ep.onset_s[main_idx]) / 60.0, 1.0), np.nan),
         "nap_min": _day_sums(sim, ep.tst_min, ~ep.main).ravel(),
         "n_episodes": _day_sums(sim, np.ones(ep.n), np.ones(ep.n, bool)).ravel().astype(np.int64),
         "main_onset": _utc(np.where(main_idx >= 0, ep.onset_s[main_idx], 0)),
@@ -85,6 +96,15 @@ def _duties(sim: Simulation) -> pd.DataFrame:
     for col in ("shift_type", "overtime", "length_h", "rest_gap_h", "quick_return", "long_shift", "night",
                 "early_start"):
         out[col] = f[col]
+    ep = sim.episodes
+    long_enough = (ep.end_s - ep.onset_s) >= 30 * 60
+    end_s = np.asarray(f["end_s"], dtype=np.int64)
+    out["true_time_awake_h"] = time_awake_at(p, end_s, ep.participant[long_enough], ep.end_s[long_enough])
+    exp = duty_exposure(p, np.asarray(f["start_s"], dtype=np.int64), end_s, ep.participant, ep.onset_s, ep.end_s,
+                        n_participants=sim.cohort.n, start=sim.clock.t0_s // 300 * 300,
+                        end=max(int(end_s.max(initial=0)), sim.clock.t0_s + 300))
+    out["true_minutes_kss_ge7"], out["true_minutes_kss_ge8"] = exp.minutes_kss_ge7, exp.minutes_kss_ge8
+    out["true_peak_kss"] = exp.peak_kss
     return out.rename(columns={"night": "night_duty"})
 
 

@@ -6,6 +6,7 @@ import functools
 import importlib.util
 import itertools
 import json
+import statistics
 import sys
 import types
 from collections.abc import Callable
@@ -24,12 +25,22 @@ TV = json.loads((Path(__file__).parents[1] / "data" / "science_tv_hrv.json").rea
 
 
 def sequential_reference(rr: list[float]) -> list[bool]:
-    """Plain loop of the default rule (science 3.1): range 300-2000 ms, Malik 20 % vs the last accepted."""
-    out, last = [], None
-    for v in rr:
-        ok = 300.0 <= v <= 2000.0 and (last is None or abs(v - last) <= 0.2 * last)
-        out.append(ok)
-        last = v if ok else last
+    """Plain loop of the default rule (science 3.1 revised 2026-12): range 300-2000 ms; Malik 20 % vs a reference
+    = median of the first 5 in-range intervals, then the last accepted one, re-anchored to the median of the last
+    5 rejected after 5 consecutive rejections."""
+    out = [False] * len(rr)
+    idx = [i for i, v in enumerate(rr) if 300.0 <= v <= 2000.0]
+    if not idx:
+        return out
+    ref = statistics.median([rr[i] for i in idx[:5]])
+    rejected: list[float] = []
+    for i in idx:
+        if abs(rr[i] - ref) <= 0.2 * ref:
+            out[i], ref, rejected = True, rr[i], []
+        else:
+            rejected.append(rr[i])
+            if len(rejected) == 5:
+                ref, rejected = statistics.median(rejected), []
     return out
 
 
@@ -77,10 +88,11 @@ def test_edge_cases() -> None:
     assert np.isnan(time_domain([800]).rmssd_ms)
 
 
-def test_level_shift_rejects_rest_of_night() -> None:
-    """Known property of the rule: after a sustained > 20 % step, later beats are all rejected."""
+def test_level_shift_reanchors_instead_of_rejecting_the_rest_of_the_night() -> None:
+    """A sustained > 20 % step costs 5 beats, not the rest of the night (science 3.1 revised 2026-12)."""
     rr = np.r_[np.full(50, 1000.0), np.full(5000, 600.0)]
-    assert accepted_beats(rr).sum() == 50
+    acc = accepted_beats(rr)
+    assert acc[:50].all() and not acc[50:55].any() and acc[55:].all()
 
 
 def test_many_far_apart_hops_match_reference() -> None:
@@ -221,3 +233,77 @@ def test_tv_h2_hrvanalysis_differs_as_documented() -> None:
     got = [None if v != v else v for v in out]
     assert got == tv["hrvanalysis_malik"]
     assert got != [v if a else None for v, a in zip(tv["rr_ms"], accepted_beats(tv["rr_ms"]), strict=True)]
+
+
+# --- Constructed nights (issue 14 acceptance: <= 1 % of clean beats lost, every night valid) --------------
+def _clean_night(seed: int, hours: float = 7.0, mean_ms: float = 1000.0) -> np.ndarray:
+    """A 7-h night of ~25,000 beats: respiratory sinus arrhythmia (+-25 ms, 4 s period) and 8 ms noise."""
+    rng = np.random.default_rng(seed)
+    n = int(hours * 3600_000 / mean_ms)
+    t = np.arange(n) * mean_ms / 1000.0
+    return np.round(mean_ms + 25.0 * np.sin(2 * np.pi * t / 4.0) + rng.normal(0, 8.0, n))
+
+
+def _inject(kind: str, rr: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the corrupted night and the mask of clean (uncorrupted) beats."""
+    rr = rr.copy()
+    clean = np.ones(rr.size, dtype=bool)
+    mid = rr.size // 2
+    if kind == "ectopic_first":
+        rr[:2] = [620.0, 1380.0]  # premature beat and its compensatory pause
+        clean[:2] = False
+    elif kind == "burst_onset":
+        rr[:10] = rng.uniform(300.0, 2000.0, 10)
+        clean[:10] = False
+    elif kind == "burst_mid":
+        rr[mid:mid + 10] = rng.uniform(300.0, 2000.0, 10)
+        clean[mid:mid + 10] = False
+    elif kind == "level_shift":  # sustained arousal: 1000 -> 720 ms (-28 %) for 40 min, then back
+        k = int(2400 / 0.72)
+        rr[mid:mid + k] = np.round(rr[mid:mid + k] * 0.72)
+    elif kind == "all":
+        rr[:2] = [620.0, 1380.0]
+        rr[2:12] = rng.uniform(300.0, 2000.0, 10)
+        rr[mid:mid + 10] = rng.uniform(300.0, 2000.0, 10)
+        clean[:12] = clean[mid:mid + 10] = False
+        rr[mid + 5000:mid + 8000] = np.round(rr[mid + 5000:mid + 8000] * 0.72)
+    return rr, clean
+
+
+@pytest.mark.parametrize("kind", ["ectopic_first", "burst_onset", "burst_mid", "level_shift", "all"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_constructed_nights_lose_at_most_one_percent_and_stay_valid(kind: str, seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    rr, clean = _inject(kind, _clean_night(seed), rng)
+    acc = accepted_beats(rr)
+    lost = np.count_nonzero(clean & ~acc) / np.count_nonzero(clean)
+    assert lost <= 0.01, f"{kind}: {lost:.2%} of clean beats lost"
+    assert acc.tolist() == sequential_reference(rr.tolist())
+    night = nightly_hrv(rr, np.array([0, rr.size]))
+    assert night.valid[0]
+    reference = nightly_hrv(_clean_night(seed), np.array([0, rr.size]))
+    assert abs(night.ln_rmssd[0] - reference.ln_rmssd[0]) < 0.05  # the night's value is barely moved
+
+
+def test_ectopic_first_beat_used_to_lock_out_the_night() -> None:
+    """The old rule (first in-range interval accepted unchecked, never re-anchored) kept 1 beat of 25,193."""
+    rr, _ = _inject("ectopic_first", _clean_night(7), np.random.default_rng(0))
+    old, last = [], None
+    for v in rr.tolist():
+        ok = last is None or abs(v - last) <= 0.2 * last
+        old.append(ok)
+        last = v if ok else last
+    assert sum(old) <= 2 and accepted_beats(rr).sum() > 0.99 * rr.size
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([400.0, 600.0, 800.0, 1000.0, 1300.0, 1900.0]),
+                          st.integers(1, 12)), min_size=1, max_size=20), st.integers(0, 2**31 - 1))
+def test_reanchoring_equals_sequential_reference_on_level_shifts(blocks: list[tuple[float, int]],
+                                                                  seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    rr = np.concatenate([np.full(k, v) + rng.normal(0, 15, k) for v, k in blocks])
+    cut = sorted(rng.integers(0, rr.size + 1, 2).tolist())
+    off = np.array([0, *cut, rr.size])
+    expected = [b for lo, hi in itertools.pairwise(off) for b in sequential_reference(rr[lo:hi].tolist())]
+    assert clean_segments(rr, off).tolist() == expected

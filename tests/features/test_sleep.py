@@ -151,8 +151,9 @@ def test_valid_day_rules_with_wear() -> None:
     m = episode_metrics(s, e, device_tst_min=(e - s) / 60.0)
     wear = np.array([[20.0, 10.0, np.nan, 18.0, np.nan]])
     d = daily_sleep(p, e, m, n_participants=1, day0=day_index("2024-03-08"), n_days=5, wear_h=wear)
-    assert d.valid_sleep_day[0].tolist() == [True, False, True, True, False]
-    assert d.tst_min[0, 3] == 0.0  # worn day without sleep is valid with TST 0 (science §1.2)
+    assert d.valid_sleep_day[0].tolist() == [True, False, True, False, False]
+    # worn day (18 h) without a detected episode: unknown, never 0 h (science 6.3 revised 2026-12)
+    assert np.isnan(d.tst_min[0, 3]) and np.isnan(d.main_tst_min[0, 3]) and np.isnan(d.tib_min[0, 3])
     assert np.isnan(d.tst_min[0, 4]) and np.isnan(d.main_tst_min[0, 4])  # no data at all
     assert d.tst_min[0, 1] == pytest.approx(400.0)  # computed, flagged invalid
 

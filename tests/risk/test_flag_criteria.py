@@ -12,16 +12,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from risk.evaluate import WeeklyFlags, weekly_flags
-from risk.programme import load_programme
+from risk.programme import Programme, load_programme
 from risk.reasons import criteria_record, criteria_records
 
-PROG = load_programme()
+PROG = load_programme()  # programme-v2, the default
+V1 = load_programme("programme-v1")
 NAN = float("nan")
 
 
 def _week(n_nights: int = 7, tst_min: float = 480.0, se_pct: float = 92.0, week: int = 5,
           duties: list[dict[str, Any]] | None = None, exposure: list[dict[str, Any]] | None = None,
-          roster: bool | None = None, prev_h1_below: bool = False, **daily: Any) -> WeeklyFlags:
+          roster: bool | None = None, prev_h1_below: bool = False, prog: Programme = PROG,
+          **daily: Any) -> WeeklyFlags:
     """One participant's week: ``n_nights`` valid nights (the others invalid), optional duties."""
     pid = uuid.uuid4()
     first = 7 * (week - 1) + 1
@@ -40,11 +42,11 @@ def _week(n_nights: int = 7, tst_min: float = 480.0, se_pct: float = 92.0, week:
     return weekly_flags(cohort, pd.DataFrame(rows),
                         pd.DataFrame(keyed, columns=["participant_id", "programme_week", "quick_return"]
                                      if not keyed else None),
-                        pd.DataFrame(exp, columns=["participant_id", "programme_week"] if not exp else None), PROG)
+                        pd.DataFrame(exp, columns=["participant_id", "programme_week"] if not exp else None), prog)
 
 
-def _level(f: WeeklyFlags, code: str) -> str:
-    return str(criteria_record(f, 0, PROG)[code]["level"])
+def _level(f: WeeklyFlags, code: str, prog: Programme = PROG) -> str:
+    return str(criteria_record(f, 0, prog)[code]["level"])
 
 
 def _duty(**kw: Any) -> dict[str, Any]:
@@ -115,18 +117,30 @@ def test_w3_consecutive_nights_amber_only(nights: int, level: str) -> None:
     assert _level(_week(duties=[_duty(consecutive_nights=nights)]), "W3") == level
 
 
-@pytest.mark.parametrize(("awake", "level"), [(16.0, "green"), (16.01, "amber"), (19.0, "amber"), (19.01, "red")])
-def test_w4_time_awake_edges(awake: float, level: str) -> None:
-    assert _level(_week(duties=[_duty(time_awake_end_h=awake), _duty()]), "W4") == level
+@pytest.mark.parametrize(("version", "awake", "level"), [
+    ("programme-v2", 16.5, "green"), ("programme-v2", 17.0, "green"), ("programme-v2", 17.01, "amber"),
+    ("programme-v2", 21.0, "amber"), ("programme-v2", 21.01, "red"),
+    ("programme-v1", 16.0, "green"), ("programme-v1", 16.01, "amber"), ("programme-v1", 19.0, "amber"),
+    ("programme-v1", 19.01, "red")])
+def test_w4_time_awake_edges(version: str, awake: float, level: str) -> None:
+    prog = load_programme(version)
+    assert _level(_week(duties=[_duty(time_awake_end_h=awake), _duty()], prog=prog), "W4", prog) == level
 
 
 @pytest.mark.parametrize(("ge7", "ge8", "level"), [([59.9], [0.0], "green"), ([60.0], [0.0], "amber"),
                                                    ([90.0], [59.9], "amber"), ([90.0], [60.0], "red"),
                                                    ([60.0, 60.0], [0, 0], "amber"),
-                                                   ([60.0, 60.0, 60.0], [0, 0, 0], "red")])
+                                                   ([60.0, 60.0, 60.0], [0, 0, 0], "amber")])
 def test_f1_tpm_sleepiness(ge7: list[float], ge8: list[float], level: str) -> None:
     exp = [{"minutes_kss_ge7": a, "minutes_kss_ge8": b, "estimated": False} for a, b in zip(ge7, ge8, strict=True)]
     assert _level(_week(duties=[_duty() for _ in ge7], exposure=exp), "F1") == level
+
+
+def test_f1_three_amber_duties_are_red_only_in_programme_v1() -> None:
+    """A block of three night shifts is a property of the rota (shown per rota), not red for the officer."""
+    exp = [{"minutes_kss_ge7": 60.0, "minutes_kss_ge8": 0.0, "estimated": False}] * 3
+    assert _level(_week(duties=[_duty()] * 3, exposure=exp, prog=V1), "F1", V1) == "red"
+    assert _level(_week(duties=[_duty()] * 3, exposure=exp), "F1") == "amber"
 
 
 def test_validity_sleep_days() -> None:

@@ -15,7 +15,7 @@ PACKAGED = resources.files("risk").joinpath("programme_v1.toml").read_text(encod
 
 
 def test_packaged_programme_matches_science_table() -> None:
-    p = load_programme()
+    p = load_programme("programme-v1")
     assert p.version == "programme-v1" and p.weeks == 17 and p.days == 120 and p.need_pop_h == 8.0
     assert (p.phases.calibration_last_day, p.phases.extension_last_day, p.calibration_weeks()) == (14, 28, 2)
     assert p.validity.min_valid_sleep_days == 4 and p.validity.min_valid_hrv_nights == 4
@@ -28,6 +28,31 @@ def test_packaged_programme_matches_science_table() -> None:
     assert (t["F1"].amber, t["F1"].red_amber_duties) == (60.0, 3)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.version = "x"  # type: ignore[misc]
+    assert not any(th.informative for th in t.values()) and not p.validity.f1_needs_known_awake
+
+
+def test_programme_v2_is_the_default_and_matches_the_revised_table() -> None:
+    """science.md 6.4 revised 2026-12: S4 informative, W4 > 17 / > 21 h, F1 red only from KSS >= 8."""
+    p = load_programme()
+    assert p.version == "programme-v2" and load_programme("programme-v2") == p
+    t = p.thresholds
+    assert t["S4"].informative and not any(t[c].informative for c in CRITERIA if c != "S4")
+    assert (t["W4"].amber, t["W4"].red, t["F1"].amber, t["F1"].red, t["F1"].red_amber_duties) == \
+        (17.0, 21.0, 60.0, 60.0, None)
+    assert p.validity.f1_needs_known_awake
+    assert len(p.changelog) >= 4 and all("[" in c and "]" in c for c in p.changelog)  # every change cites
+    assert any("Dawson" in c for c in p.changelog) and any("S4" in c for c in p.changelog)
+    v1 = load_programme("programme-v1")
+    same = [c for c in CRITERIA if t[c] == v1.thresholds[c]]
+    assert set(CRITERIA) - set(same) == {"S4", "W4", "F1"}  # only what the changelog names changed
+
+
+def test_changelog_entries_need_a_source(tmp_path: Path) -> None:
+    text = resources.files("risk").joinpath("programme_v2.toml").read_text(encoding="utf-8")
+    bad = tmp_path / "x.toml"
+    bad.write_text(text + '\n[[changelog]]\nchange = "W4 red > 30 h"\n', encoding="utf-8")
+    with pytest.raises(ProgrammeError, match=r"changelog\[\d+\]: expected non-empty"):
+        load_programme(bad)
 
 
 def _with(tmp_path: Path, old: str, new: str) -> Path:
