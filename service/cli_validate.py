@@ -7,16 +7,12 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import psycopg
 
-from risk.programme import ProgrammeError, load_programme
-from risk.validation.metrics import BANDS, Summary, render_markdown, render_svg, score_cohort, summarise
-from risk.validation.pipeline import run_cohort
-from risk.validation.truth import true_levels
-from simulators.params import SimParams
+if TYPE_CHECKING:  # heavy imports only inside the command: `fatigue --help` stays fast
+    from risk.validation.metrics import Summary
 
 __all__ = ["register", "validate"]
 
@@ -27,6 +23,11 @@ TUNING_SEEDS = (1, 2, 3)
 def validate(admin_url: str, seeds: tuple[int, ...], participants: int, days: int | None, faults: str,
              programme: Any, tz: str, workdir: Path, echo: Any = print) -> Summary:
     """Run every seed with ``faults`` and without faults, score them and pool the figures."""
+    from risk.validation.metrics import score_cohort, summarise
+    from risk.validation.pipeline import run_cohort
+    from risk.validation.truth import true_levels
+    from simulators.params import SimParams
+
     scores = []
     n_days = days or programme.days
     for seed in seeds:
@@ -56,6 +57,11 @@ def validate_command(seeds: str, participants: int, days: int | None, faults: st
     Creates and drops a scratch database per run next to FATIGUE_DATABASE_URL; prints the figures, writes
     the report, an SVG figure and a JSON file, and exits 1 when an acceptance band does not hold.
     """
+    import psycopg
+
+    from risk.programme import ProgrammeError, load_programme
+    from risk.validation.metrics import BANDS, render_markdown, render_svg
+
     settings = click.get_current_context().find_root().obj
     try:
         programme = load_programme(programme_path)
