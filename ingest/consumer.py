@@ -4,7 +4,9 @@ The five conditions of reliability_security.md section 3 all hold here:
 
 - QoS 1 subscription to ``$share/{group}/fatigue/v1/+/+/+`` (several ingesters split the load);
 - ``clean_start=False`` with a Session Expiry Interval (7 days), so messages published while the ingester is
-  down wait in its broker session; it subscribes again only when the broker lost the session;
+  down wait in its broker session; it subscribes on *every* connect, whatever ``session_present`` says,
+  because Mosquitto does not keep a ``$share`` subscription in a session it restores after a restart
+  (verified on 2.0.11; docs/ingest.md "Delivery design"), and it reports ready only once the SUBACK arrives;
 - ``manual_ack=True``: a message is acknowledged only after the transaction holding its rows (or its dead
   letter) has committed, and never on a later connection than the one it arrived on (a connection
   generation counter; the redelivery is absorbed by the ledger instead);
@@ -15,6 +17,10 @@ The five conditions of reliability_security.md section 3 all hold here:
 The network callback only enqueues; decoding and writing happen on the worker (the caller's thread). A
 database outage keeps the batch, acknowledges nothing and retries with backoff; a batch that fails a
 constraint (SQLSTATE class 22 or 23) is split so the rest commits and the culprit is dead-lettered.
+
+Stopping is bounded in every state: :meth:`Ingester.stop` interrupts the database retry loop (the batch in
+hand is then neither committed nor acknowledged, and the broker redelivers it), and the connect timeout bounds
+a connection attempt; :data:`STOP_BOUND_S` is the documented bound.
 """
 
 from __future__ import annotations
@@ -46,6 +52,12 @@ __all__ = ["IngestConfig", "Ingester"]
 
 log = structlog.get_logger("ingest")
 SESSION_EXPIRY_S = 7 * 24 * 3600
+DB_CONNECT_TIMEOUT_S = 5
+STOP_BOUND_S = 2 * DB_CONNECT_TIMEOUT_S + 5  # worst case: a statement in flight, then one connect attempt
+
+
+class Stopped(Exception):
+    """Raised inside the worker when a stop interrupts a batch that could not be committed."""
 
 
 @dataclass(frozen=True)
@@ -108,10 +120,14 @@ class Ingester:
             return
         self.generation += 1
         log.info("mqtt_connected", session_present=bool(flags.session_present), generation=self.generation)
-        if flags.session_present:
-            self._ready()
-        else:  # the broker lost (or never had) our session: subscribe again; ready once SUBACK arrives
-            client.subscribe(f"$share/{self.config.group}/{SUBSCRIPTION}", options=SubscribeOptions(qos=1))
+        # Always subscribe: a restored session may have lost its $share subscription (Mosquitto drops it on
+        # a graceful restart). Subscribing again to a subscription the session still holds is harmless.
+        client.subscribe(self.topic_filter, options=SubscribeOptions(qos=1))
+
+    @property
+    def topic_filter(self) -> str:
+        """The shared subscription of this ingester's group."""
+        return f"$share/{self.config.group}/{SUBSCRIPTION}"
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if any(r.is_failure for r in reasons):
@@ -144,7 +160,8 @@ class Ingester:
     # -- database side (worker) -------------------------------------------------------------------
     def _db(self) -> Writer:
         if self._writer is None or self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.config.database_url, autocommit=False, connect_timeout=5)
+            self._conn = psycopg.connect(self.config.database_url, autocommit=False,
+                                         connect_timeout=DB_CONNECT_TIMEOUT_S)
             self._writer = Writer(self._conn, self.tz, self.crash)
         return self._writer
 
@@ -183,7 +200,8 @@ class Ingester:
                 self.metrics.db_retries.inc()
                 log.warning("database_unavailable", error=exc.__class__.__name__, retry_in_s=delay)
                 self._drop_db()
-                time.sleep(delay)
+                if self.stopping.wait(delay):  # SIGTERM during an outage: leave without acknowledging
+                    raise Stopped from exc
                 delay = min(delay * 2, 10.0)
 
     def _take_batch(self) -> list[Inbound]:
@@ -246,6 +264,9 @@ class Ingester:
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
+        except Stopped:
+            log.warning("ingester_stopped_uncommitted", messages=self.inbox.qsize(),
+                        detail="database unavailable at stop; nothing uncommitted was acknowledged")
         finally:
             self.client.disconnect()
             self.client.loop_stop()
