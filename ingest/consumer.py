@@ -56,7 +56,7 @@ DB_CONNECT_TIMEOUT_S = 5
 STOP_BOUND_S = 2 * DB_CONNECT_TIMEOUT_S + 5  # worst case: a statement in flight, then one connect attempt
 
 
-class Stopped(Exception):
+class StoppedError(Exception):
     """Raised inside the worker when a stop interrupts a batch that could not be committed."""
 
 
@@ -201,7 +201,7 @@ class Ingester:
                 log.warning("database_unavailable", error=exc.__class__.__name__, retry_in_s=delay)
                 self._drop_db()
                 if self.stopping.wait(delay):  # SIGTERM during an outage: leave without acknowledging
-                    raise Stopped from exc
+                    raise StoppedError from exc
                 delay = min(delay * 2, 10.0)
 
     def _take_batch(self) -> list[Inbound]:
@@ -264,7 +264,7 @@ class Ingester:
                     idle_since = time.monotonic()
                 elif idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
                     break
-        except Stopped:
+        except StoppedError:
             log.warning("ingester_stopped_uncommitted", messages=self.inbox.qsize(),
                         detail="database unavailable at stop; nothing uncommitted was acknowledged")
         finally:
