@@ -206,10 +206,16 @@ class PrivateMosquitto:
     def config_path(self) -> Path:
         return self.root / "mosquitto.conf"
 
+    @property
+    def persistence_file(self) -> Path:
+        """Where Mosquitto saves sessions and queues (written at autosave and on a graceful stop)."""
+        return self.root / "mosquitto.db"
+
     def write_config(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "mosquitto", "mosquitto")
+        if os.geteuid() == 0:  # Mosquitto drops to the mosquitto user, which must reach and write its folder;
+            shutil.chown(self.root, "mosquitto", "mosquitto")  # otherwise persistence fails in the log only
+            _open_for_others(self.root)
         delivery = deploy_broker_settings() if self.deploy_config else (
             "persistence true\n"
             "autosave_interval 1\n"
