@@ -151,7 +151,8 @@ def _stream(n_per_device: int, samples: int = 30) -> list[HeartRate]:
 
 def _publish_in_background(broker: PrivateMosquitto, msgs: list[HeartRate], per_s: float,
                            out: list[PublishStats]) -> threading.Thread:
-    triples = [(int(i * 1000 / per_s), topic_for("gw-1", m.device_id, "hr"), encode(m)) for i, m in enumerate(msgs)]
+    t0 = recent_ms(0.01)  # publish times are real times: the gateway's last will carries the first one
+    triples = [(t0 + int(i * 1000 / per_s), topic_for("gw-1", m.device_id, "hr"), encode(m)) for i, m in enumerate(msgs)]
 
     def run() -> None:
         out.append(publish_messages(triples, broker.host, broker.port, speed=1.0, max_inflight=100,
@@ -170,14 +171,19 @@ def _assert_clean_run(conn: Conn, msgs: list[HeartRate], totals_samples: int) ->
               "absorbed": count(conn, "SELECT coalesce(sum(redeliveries), 0) FROM ingest.message_ledger")}
     print(report)
     assert got == want, report
-    assert count(conn, "SELECT count(*) FROM ingest.message_ledger") == len(msgs)
-    assert ledger_written(conn) == len(want) == totals_samples
-    assert count(conn, "SELECT count(*) FROM ingest.dead_letters") == 0
+    assert count(conn, "SELECT count(*) FROM ingest.message_ledger WHERE stream = 'hr'") == len(msgs)
+    assert count(conn, "SELECT sum(samples_written) FROM ingest.message_ledger WHERE stream = 'hr'") == len(want)
+    wills = count(conn, "SELECT count(*) FROM raw.device_status")
+    assert ledger_written(conn) == len(want) + wills == totals_samples
+    dead = conn.execute("SELECT reason_code, detail, topic FROM ingest.dead_letters").fetchall()
+    assert dead == [], dead
+    # the gateway's last will (online=false) may fire when the broker goes away; it is a status row, not data
+    assert count(conn, "SELECT count(*) FROM raw.device_status WHERE online") == 0
     return report
 
 
 def _all_in_ledger(conn: Conn, n: int) -> bool:
-    return count(conn, "SELECT count(*) FROM ingest.message_ledger") >= n
+    return count(conn, "SELECT count(*) FROM ingest.message_ledger WHERE stream = 'hr'") >= n
 
 
 def test_graceful_broker_restart_mid_stream(clean: Conn, db_url: str, broker: PrivateMosquitto) -> None:
