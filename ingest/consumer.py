@@ -44,7 +44,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.contract import SUBSCRIPTION
-from ingest.metrics import IngestMetrics
+from ingest.metrics import BROKER_SYS_TOPICS, IngestMetrics
 from ingest.prepare import Decoded, Inbound, Rejected, prepare
 from ingest.writer import BatchResult, Writer
 
@@ -97,6 +97,9 @@ class Ingester:
         self._trace = config.trace_path.open("a", buffering=1) if config.trace_path else None
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._writer: Writer | None = None
+        self._data_sub_mid: int | None = None
+        self._retiring = threading.Event()
+        self._unsubscribed = threading.Event()
         self.client = self._make_client()
 
     # -- MQTT side (network thread) ---------------------------------------------------------------
@@ -111,6 +114,7 @@ class Ingester:
         c.on_connect = self._on_connect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
+        c.on_unsubscribe = lambda *_args: self._unsubscribed.set()
         c.on_disconnect = self._on_disconnect
         return c
 
@@ -122,7 +126,11 @@ class Ingester:
         log.info("mqtt_connected", session_present=bool(flags.session_present), generation=self.generation)
         # Always subscribe: a restored session may have lost its $share subscription (Mosquitto drops it on
         # a graceful restart). Subscribing again to a subscription the session still holds is harmless.
-        client.subscribe(self.topic_filter, options=SubscribeOptions(qos=1))
+        if self._retiring.is_set():
+            return
+        _, self._data_sub_mid = client.subscribe(self.topic_filter, options=SubscribeOptions(qos=1))
+        # The broker's own counters (QoS 0, best effort; a broker ACL may refuse them: then no broker gauges).
+        client.subscribe([(t, SubscribeOptions(qos=0)) for t in BROKER_SYS_TOPICS])
 
     @property
     def topic_filter(self) -> str:
@@ -130,6 +138,10 @@ class Ingester:
         return f"$share/{self.config.group}/{SUBSCRIPTION}"
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if mid != self._data_sub_mid:
+            if any(r.is_failure for r in reasons):
+                log.info("broker_counters_unavailable", detail="the broker refused the $SYS subscription")
+            return
         if any(r.is_failure for r in reasons):
             log.error("mqtt_subscribe_refused", reasons=[str(r) for r in reasons])
             return
@@ -146,6 +158,9 @@ class Ingester:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         topic = msg._topic.decode("utf-8", errors="replace")  # never raise on the network thread
+        if topic.startswith("$SYS/"):
+            self.metrics.broker_counter(topic, bytes(msg.payload))
+            return
         self.inbox.put(Inbound(topic, bytes(msg.payload), msg.mid if msg.qos else 0, self.generation, bool(msg.dup)))
 
     def connect(self) -> None:
@@ -246,6 +261,8 @@ class Ingester:
         m.duplicates.inc(result.duplicates)
         m.quarantined.inc(result.quarantined)
         m.future_dropped.inc(result.dropped_future)
+        m.samples_absorbed.inc(result.samples_absorbed)
+        m.revisions.inc(result.revised)
         m.batch_seconds.observe(seconds)
         m.queue_depth.set(self.inbox.qsize())
         m.last_commit.set(time.time())
@@ -273,6 +290,48 @@ class Ingester:
             self._drop_db()
             log.info("ingester_stopped", stored=self.totals.stored, samples=self.totals.samples)
         return self.totals
+
+    def retire(self, idle_s: float = 3.0, timeout_s: float = 30.0) -> BatchResult:
+        """Drain this client id's broker session, then end it, so the shared group stops dealing it a share.
+
+        The procedure for a replica slot that will not come back (docs/ingest.md "Retiring a slot"): connect
+        under the retired slot's client id (its session is restored with everything waiting in it), ingest
+        until idle, unsubscribe, ingest what was dealt before the UNSUBACK, and disconnect with Session Expiry
+        0 so that the broker deletes the session. Returns the totals.
+        """
+        self.run(idle_exit_s=idle_s)  # connects, drains the waiting share, disconnects (session kept)
+        if self.stopping.is_set():  # SIGTERM while draining: leave the session as it is
+            return self.totals
+        self._retiring.set()
+        self.connected.clear()
+        self.client = self._make_client()
+        self.connect()
+        try:
+            if not self._unsubscribe(timeout_s):
+                raise RuntimeError("the broker did not confirm the unsubscribe; the slot is not retired")
+            idle_since = time.monotonic()
+            while time.monotonic() - idle_since < idle_s:  # what was dealt before the UNSUBACK
+                batch = self._take_batch()
+                if batch:
+                    self.process(batch)
+                    idle_since = time.monotonic()
+            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = 0
+            self.client.disconnect(properties=props)
+        finally:
+            self.client.loop_stop()
+            self._drop_db()
+        log.info("ingest_slot_retired", stored=self.totals.stored, samples=self.totals.samples)
+        return self.totals
+
+    def _unsubscribe(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self.client.is_connected():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        self.client.unsubscribe(self.topic_filter)
+        return self._unsubscribed.wait(max(0.0, deadline - time.monotonic()))
 
     def stop(self) -> None:
         """Finish the batch in hand, commit, acknowledge and leave (SIGTERM handler)."""

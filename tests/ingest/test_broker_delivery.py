@@ -7,7 +7,11 @@ continuously through broker restarts and compare what is stored with a clean run
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -201,3 +205,41 @@ def test_graceful_broker_restart_mid_stream(clean: Conn, db_url: str, broker: Pr
     _assert_clean_run(clean, msgs, ing.totals.samples)
     assert stats[0].held > 0  # publishes between the restart and the new SUBACK were held, not lost
     assert ing.generation >= 2  # it did reconnect, and subscribed again on a present session
+
+
+def test_departed_ingester_share_is_detected_and_recovered_by_retiring_its_slot(
+        clean: Conn, db_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One of two ingesters leaves for good: its share waits, the gauges show it, retiring the slot drains it."""
+    broker = PrivateMosquitto(tmp_path_factory.mktemp("mosquitto-departed"), deploy_config=True,
+                              extra_config="sys_interval 1\n")
+    broker.start()
+    try:
+        group = f"g{uuid.uuid4().hex[:6]}"
+        first, second = _stream(40), _stream(70)[160:]
+        with running_ingester(db_url, broker, client_id=f"{group}-1", group=group) as stays:
+            with running_ingester(db_url, broker, client_id=f"{group}-2", group=group):
+                pass  # slot 2 subscribed, then left for good (its session and share stay at the broker)
+            stats: list[PublishStats] = []
+            _publish_in_background(broker, first, 200.0, stats).join(120)
+            assert stats[0].acked == len(first) and stats[0].held == 0  # the broker accepted everything...
+            time.sleep(2.0)
+            stored = count(clean, "SELECT count(*) FROM ingest.message_ledger WHERE stream = 'hr'")
+            assert 0 < stored < len(first)  # ...and dealt part of it to the departed slot
+            gauge = stays.metrics.broker["$SYS/broker/clients/disconnected"]
+            wait_until(lambda: gauge._value.get() >= 1, timeout=15, what="departed slot visible in the gauges")
+            done = subprocess.run(
+                [sys.executable, "-m", "service.cli", "ingest-retire", "--client-id", f"{group}-2", "--idle", "2"],
+                env={**os.environ, "FATIGUE_DATABASE_URL": db_url, "FATIGUE_MQTT_URL": broker.url,
+                     "FATIGUE_INGEST_GROUP": group, "FATIGUE_LOG_LEVEL": "warning"},
+                capture_output=True, text=True, timeout=120, check=False)
+            assert done.returncode == 0, done.stderr
+            drained = re.search(r"drained (\d+) message\(s\) \((\d+) samples\)", done.stdout + done.stderr)
+            assert drained and int(drained[1]) > 0, done.stdout + done.stderr
+            wait_until(lambda: _all_in_ledger(clean, len(first)), timeout=60, what="stranded share drained")
+            stats.clear()
+            _publish_in_background(broker, second, 200.0, stats).join(120)
+            wait_until(lambda: _all_in_ledger(clean, len(first) + len(second)), timeout=60,
+                       what="later messages all reach the remaining ingester")
+        _assert_clean_run(clean, first + second, stays.totals.samples + int(drained[2]))
+    finally:
+        broker.stop(signal.SIGKILL)
