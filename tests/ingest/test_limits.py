@@ -14,8 +14,17 @@ import pytest
 from ingest.contract import MAX_PAYLOAD_BYTES, decode, encode, topic_for
 from ingest.contract_base import BROKER_MAX_PACKET_BYTES
 from service.local_servers import DEPLOY_MOSQUITTO_CONF, PrivateMosquitto
-from tests.ingest.support import Conn, Publisher, count, enrol, hr_message, recent_ms, reset, running_ingester
-from tests.ingest.support import wait_until
+from tests.ingest.support import (
+    Conn,
+    Publisher,
+    count,
+    enrol,
+    hr_message,
+    recent_ms,
+    reset,
+    running_ingester,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG_GATEWAY, LONG_DEVICE = "g" * 64, "d" * 64  # the longest ids: the longest topic
