@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as mqtt
 import psycopg
 import structlog
+from psycopg.conninfo import make_conninfo
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -53,7 +54,11 @@ __all__ = ["IngestConfig", "Ingester"]
 log = structlog.get_logger("ingest")
 SESSION_EXPIRY_S = 7 * 24 * 3600
 DB_CONNECT_TIMEOUT_S = 5
-STOP_BOUND_S = 2 * DB_CONNECT_TIMEOUT_S + 5  # worst case: a statement in flight, then one connect attempt
+# A database that vanishes without closing the socket (network partition) must not hold a statement for
+# minutes: TCP keepalives and a user timeout turn it into a connection error within ~10 s.
+DB_SOCKET_OPTIONS: dict[str, int] = {"keepalives": 1, "keepalives_idle": 4, "keepalives_interval": 2,
+                                     "keepalives_count": 3, "tcp_user_timeout": 10_000}
+STOP_BOUND_S = 15  # worst case: a statement on a dead socket (~10 s), then the retry loop leaves at once
 
 
 class StoppedError(Exception):
@@ -175,8 +180,9 @@ class Ingester:
     # -- database side (worker) -------------------------------------------------------------------
     def _db(self) -> Writer:
         if self._writer is None or self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.config.database_url, autocommit=False,
-                                         connect_timeout=DB_CONNECT_TIMEOUT_S)
+            conninfo = make_conninfo(self.config.database_url, connect_timeout=DB_CONNECT_TIMEOUT_S,
+                                     **DB_SOCKET_OPTIONS)
+            self._conn = psycopg.connect(conninfo, autocommit=False)
             self._writer = Writer(self._conn, self.tz, self.crash)
         return self._writer
 

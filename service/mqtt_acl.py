@@ -6,7 +6,7 @@ Users and what they may do (reliability_security.md 2.1):
 user                        rights
 ==========================  =========================================================================
 each gateway (its id)       write ``fatigue/v1/{gateway_id}/#`` only
-``fatigue-ingest``          read ``fatigue/v1/+/+/+`` and ``$share/{group}/fatigue/v1/+/+/+``
+``fatigue-ingest``          read ``fatigue/v1/+/+/+``, ``$share/{group}/fatigue/v1/+/+/+``, ``$SYS/broker/#``
 ``fatigue-jobs``            write ``fatigue/v1/reports/+`` (weekly report notices)
 ``notice-{force_id}``       read ``fatigue/v1/reports/{force_id}`` only
 ``healthcheck``             read ``$SYS/#``
@@ -99,7 +99,8 @@ def plan_users(gateways: Sequence[str], forces: Sequence[str], *, ingest_group: 
     if reserved:
         raise AclError(f"gateway id {reserved[0]!r} refused: it is reserved for report notices")
     users.append(BrokerUser(ingester, (("read", "fatigue/v1/+/+/+"),
-                                       ("read", f"$share/{ingest_group}/fatigue/v1/+/+/+"))))
+                                       ("read", f"$share/{ingest_group}/fatigue/v1/+/+/+"),
+                                       ("read", "$SYS/broker/#"))))  # broker counters (docs/ingest.md)
     users.append(BrokerUser(publisher, (("write", "fatigue/v1/reports/+"),)))
     users.extend(BrokerUser(f"notice-{check_id(f, 'force id')}", (("read", f"fatigue/v1/reports/{f}"),))
                  for f in forces)
