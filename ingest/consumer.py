@@ -38,11 +38,11 @@ from zoneinfo import ZoneInfo
 import paho.mqtt.client as mqtt
 import psycopg
 import structlog
-from psycopg.conninfo import make_conninfo
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from psycopg.conninfo import make_conninfo
 
 from ingest.contract import SUBSCRIPTION
 from ingest.metrics import BROKER_SYS_TOPICS, IngestMetrics
