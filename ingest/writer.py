@@ -9,10 +9,15 @@ For a batch of prepared messages (:mod:`ingest.prepare`) the writer, in one tran
 2. writes the message ledger with ``ON CONFLICT``: a new ``msg_id`` is stored, the same ``msg_id`` with the
    same payload hash is an absorbed duplicate (``redeliveries + 1``), a different hash is dead-lettered as
    ``conflicting_duplicate`` and the first version kept;
-3. binary-``COPY``s the new messages' rows into temporary staging tables and moves them into the raw tables
-   with ``INSERT ... ON CONFLICT DO NOTHING`` on the natural keys, so a replay under a new ``msg_id`` changes
-   nothing either;
-4. writes dead letters (raw payload, reason code, detail) and marks the touched participant-days dirty.
+3. locks the batch's devices (transaction advisory locks), looks up the stored heart-rate and RR runs that
+   overlap the new ones and keeps only samples not yet stored (:mod:`ingest.runs`), so a re-batched or
+   replayed run under a new ``msg_id`` adds exactly its new samples;
+4. binary-``COPY``s the rows into temporary staging tables; a changed sleep episode (same device and start)
+   replaces the stored one, whose old version goes to ``raw.sleep_episode_revisions``; the rest moves into
+   the raw tables with ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, and the ledger's ``samples_written``
+   and the counters take what the inserts returned;
+5. writes dead letters (raw payload, reason code, detail) and marks the touched participant-days dirty
+   (including the day a revised episode counted on before).
 
 The caller commits and only then acknowledges the messages.
 """
@@ -24,61 +29,22 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from ingest.contract import DeviceStatus, HeartRate, Records, RRIntervals, SleepEpisodes, Survey
+from ingest.contract import HeartRate, RRIntervals
 from ingest.prepare import Decoded, Rejected, sample_times_ms, sleep_days
+from ingest.rows import REVISE_SLEEP, SAMPLES_IN_ROW, TABLES, message_rows, rounds, run_span, ts
 from ingest.runs import hr_runs, rr_beat_ends, rr_runs
 
 __all__ = ["Assignment", "BatchResult", "Writer"]
 
 Conn = psycopg.Connection[tuple[object, ...]]
 PROGRAMME_DAYS = 120
-
-# staging table -> (raw table, columns, binary COPY types)
-_TABLES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "hr": ("raw.hr_runs", ("device_id", "start_ts", "end_ts", "participant_id", "offsets_ms", "bpm", "suspect",
-                           "msg_id"),
-           ("text", "timestamptz", "timestamptz", "uuid", "int4[]", "int2[]", "bool[]", "uuid")),
-    "rr": ("raw.rr_runs", ("device_id", "start_ts", "end_ts", "participant_id", "rr_ms", "artifact", "msg_id"),
-           ("text", "timestamptz", "timestamptz", "uuid", "int2[]", "bool[]", "uuid")),
-    "sleep": ("raw.sleep_episodes", ("device_id", "start_ts", "end_ts", "participant_id", "in_bed", "epoch_s",
-                                     "stages", "device_tst_min", "msg_id"),
-              ("text", "timestamptz", "timestamptz", "uuid", "bool", "int2", "int2[]", "float4", "uuid")),
-    "status": ("raw.device_status", ("device_id", "ts", "participant_id", "battery_pct", "worn", "online",
-                                     "firmware", "msg_id"),
-               ("text", "timestamptz", "uuid", "int2", "bool", "bool", "text", "uuid")),
-    "survey": ("raw.survey_answers", ("device_id", "ts", "participant_id", "kss", "samn_perelli", "context",
-                                      "msg_id"),
-               ("text", "timestamptz", "uuid", "int2", "int2", "text", "uuid")),
-}
-
-# samples a written row holds, as counted by INSERT ... RETURNING
-_SAMPLES_IN_ROW = {"hr": "cardinality(bpm)", "rr": "cardinality(rr_ms)", "sleep": "1", "status": "1",
-                   "survey": "1"}
-_SLEEP_COLS = "device_id, start_ts, end_ts, participant_id, in_bed, epoch_s, stages, device_tst_min"
-# Changed episodes (same device and start, other content): keep the old version, then update in place.
-_REVISE_SLEEP = (
-    "WITH changed AS (SELECT r.*, s.msg_id AS new_msg FROM stage_sleep s "
-    "JOIN raw.sleep_episodes r USING (device_id, start_ts) "
-    "WHERE (r.end_ts, r.in_bed, r.epoch_s, r.stages, r.device_tst_min) IS DISTINCT FROM "
-    "(s.end_ts, s.in_bed, s.epoch_s, s.stages, s.device_tst_min)), "
-    f"kept AS (INSERT INTO raw.sleep_episode_revisions ({_SLEEP_COLS}, msg_id, ingested_at, superseded_by) "
-    f"SELECT {_SLEEP_COLS}, msg_id, ingested_at, new_msg FROM changed) "
-    "UPDATE raw.sleep_episodes r SET end_ts = s.end_ts, participant_id = s.participant_id, in_bed = s.in_bed, "
-    "epoch_s = s.epoch_s, stages = s.stages, device_tst_min = s.device_tst_min, msg_id = s.msg_id, "
-    "ingested_at = now() FROM stage_sleep s JOIN changed c USING (device_id, start_ts) "
-    "WHERE r.device_id = s.device_id AND r.start_ts = s.start_ts RETURNING s.msg_id, c.participant_id, c.end_ts")
-
-
-def _ts(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
 
 @dataclass(frozen=True)
 class Assignment:
@@ -124,41 +90,6 @@ class BatchResult:
         self.by_stream.update(other.by_stream)
 
 
-def _rows(rec: Records, pid: uuid.UUID | None) -> list[tuple[object, ...]]:
-    """Rows of one sleep, status or survey message for its raw table (runs: see :meth:`Writer._run_rows`)."""
-    mid, dev = rec.msg_id, rec.device_id
-    if isinstance(rec, SleepEpisodes):
-        return [(dev, _ts(int(s)), _ts(int(e)), pid, bool(b), int(ep), None if st is None else st.tolist(),
-                 None if np.isnan(tst) else float(tst), mid)
-                for s, e, b, ep, st, tst in zip(rec.start_ms, rec.end_ms, rec.in_bed, rec.epoch_s, rec.stages,
-                                                rec.tst_min, strict=True)]
-    if isinstance(rec, Survey):
-        return [(dev, _ts(int(t)), pid, int(k), int(sp) or None, ctx, mid)
-                for t, k, sp, ctx in zip(rec.t_ms, rec.kss, rec.samn_perelli, rec.context, strict=True)]
-    assert isinstance(rec, DeviceStatus)
-    return [(dev, _ts(rec.t_ms), pid, rec.battery_pct, rec.worn, rec.online, rec.firmware, mid)]
-
-
-def _span(rec: HeartRate | RRIntervals) -> tuple[int, int]:
-    """``[first, end)`` of a run message in epoch ms: what stored runs it may overlap."""
-    if isinstance(rec, HeartRate):
-        return int(rec.t_ms.min()), int(rec.t_ms.max()) + 1
-    return rec.start_ms, rec.start_ms + int(rec.rr_ms.sum(dtype=np.int64))
-
-
-def _rounds(rows: list[tuple[object, ...]]) -> list[list[tuple[object, ...]]]:
-    """Split sleep rows so that no round repeats a key ``(device_id, start_ts)``; later rows in later rounds."""
-    seen: Counter[tuple[object, object]] = Counter()
-    rounds: list[list[tuple[object, ...]]] = []
-    for row in rows:
-        k = seen[(row[0], row[1])]
-        seen[(row[0], row[1])] += 1
-        if k == len(rounds):
-            rounds.append([])
-        rounds[k].append(row)
-    return rounds
-
-
 class Writer:
     """Writes prepared batches on one connection (autocommit off; the caller owns the transaction).
 
@@ -176,7 +107,7 @@ class Writer:
         self.conn = conn
         self.tz = tz
         self.crash = crash or (lambda point: None)
-        for stream, (table, _, _) in _TABLES.items():
+        for stream, (table, _, _) in TABLES.items():
             conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{stream} (LIKE {table} INCLUDING DEFAULTS) "
                          "ON COMMIT DELETE ROWS")
         conn.commit()
@@ -199,7 +130,7 @@ class Writer:
         quarantine; samples from before the device's first assignment are ``ts_past``.
         """
         times = sample_times_ms(d.records)
-        first, last = _ts(int(times.min())), _ts(int(times.max()))
+        first, last = ts(int(times.min())), ts(int(times.max()))
         for a in owners.get(d.topic.device_id, []):
             if a.valid_from <= first and (a.valid_to is None or first < a.valid_to):
                 start = datetime.combine(a.programme_start, datetime.min.time(), self.tz)
@@ -291,10 +222,10 @@ class Writer:
                 by_stream[stream] = self._run_rows(stream, items)
         for d, a in fresh:
             if not isinstance(d.records, HeartRate | RRIntervals):
-                by_stream.setdefault(d.records.stream, []).extend(_rows(d.records, a.participant_id))
+                by_stream.setdefault(d.records.stream, []).extend(message_rows(d.records, a.participant_id))
         written: Counter[uuid.UUID] = Counter({d.records.msg_id: 0 for d, _ in fresh})
         for stream, rows in by_stream.items():
-            for part in _rounds(rows) if stream == "sleep" else [rows]:
+            for part in rounds(rows) if stream == "sleep" else [rows]:
                 for mid, n in self._copy_insert(stream, part, result):
                     written[mid] += n
                     result.by_stream[stream] += n
@@ -315,7 +246,7 @@ class Writer:
     def _copy_insert(self, stream: str, rows: list[tuple[object, ...]], result: BatchResult
                      ) -> list[tuple[uuid.UUID, int]]:
         """Stage ``rows`` by binary COPY and move them in; ``(msg_id, samples written)`` per row written."""
-        table, cols, types = _TABLES[stream]
+        table, cols, types = TABLES[stream]
         collist = ", ".join(cols)
         with self.conn.cursor() as cur:
             with cur.copy(f"COPY stage_{stream} ({collist}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -328,7 +259,7 @@ class Writer:
             if stream == "sleep":
                 out = self._revise_sleep(cur, result)
             cur.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM stage_{stream} "
-                        f"ON CONFLICT DO NOTHING RETURNING msg_id, {_SAMPLES_IN_ROW[stream]}")
+                        f"ON CONFLICT DO NOTHING RETURNING msg_id, {SAMPLES_IN_ROW[stream]}")
             out += [(uuid.UUID(str(mid)), int(str(n))) for mid, n in cur.fetchall()]
             cur.execute(f"TRUNCATE stage_{stream}")
         return out
@@ -340,7 +271,7 @@ class Writer:
         The replaced version goes to ``raw.sleep_episode_revisions`` with the superseding ``msg_id``, and the
         sleep day it counted on is marked dirty (the new version's days are marked with the message's).
         """
-        cur.execute(_REVISE_SLEEP)
+        cur.execute(REVISE_SLEEP)
         revised = cur.fetchall()
         old = [(uuid.UUID(str(mid)), uuid.UUID(str(pid)), end) for mid, pid, end in revised]
         self._dirty({(pid, end.astimezone(self.tz).date()) for _, pid, end in old if isinstance(end, datetime)})
@@ -349,23 +280,23 @@ class Writer:
 
     def _run_rows(self, stream: str, items: list[tuple[Decoded, Assignment]]) -> list[tuple[object, ...]]:
         """Rows holding only the samples of ``items`` not already stored (or earlier in this batch)."""
-        stored = self._stored_times(stream, [(d.topic.device_id, *_span(d.records)) for d, _ in items])  # type: ignore[arg-type]
+        stored = self._stored_times(stream, [(d.topic.device_id, *run_span(d.records)) for d, _ in items])  # type: ignore[arg-type]
         in_batch: dict[str, list[tuple[int, int, npt.NDArray[np.int64]]]] = {}
         rows: list[tuple[object, ...]] = []
         for (d, a), known in zip(items, stored, strict=True):
             rec, dev = d.records, d.topic.device_id
-            lo, hi = _span(rec)  # type: ignore[arg-type]
+            lo, hi = run_span(rec)  # type: ignore[arg-type]
             earlier = [t for s, e, t in in_batch.get(dev, []) if s < hi and lo < e]
             taken = np.concatenate([known, *earlier])
             if isinstance(rec, HeartRate):
                 for h in hr_runs(rec.t_ms, rec.bpm, rec.suspect, taken):
-                    rows.append((dev, _ts(h.start_ms), _ts(h.end_ms), a.participant_id, h.offsets_ms.tolist(),
+                    rows.append((dev, ts(h.start_ms), ts(h.end_ms), a.participant_id, h.offsets_ms.tolist(),
                                  h.bpm.tolist(), h.suspect.tolist(), rec.msg_id))
                     in_batch.setdefault(dev, []).append((h.start_ms, h.end_ms, h.start_ms + h.offsets_ms))
             else:
                 assert isinstance(rec, RRIntervals)
                 for r in rr_runs(rec.start_ms, rec.rr_ms, rec.artifact, taken):
-                    rows.append((dev, _ts(r.start_ms), _ts(r.end_ms), a.participant_id, r.rr_ms.tolist(),
+                    rows.append((dev, ts(r.start_ms), ts(r.end_ms), a.participant_id, r.rr_ms.tolist(),
                                  r.artifact.tolist(), rec.msg_id))
                     in_batch.setdefault(dev, []).append((r.start_ms, r.end_ms,
                                                          rr_beat_ends(r.start_ms, r.rr_ms)))
@@ -383,7 +314,7 @@ class Writer:
             "FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS q(dev, s, e, i) "
             f"JOIN {table} r ON r.device_id = q.dev AND r.start_ts < q.e "
             "AND tstzrange(r.start_ts, r.end_ts) && tstzrange(q.s, q.e)",
-            ([dev for dev, _, _ in spans], [_ts(lo) for _, lo, _ in spans], [_ts(hi) for _, _, hi in spans])
+            ([dev for dev, _, _ in spans], [ts(lo) for _, lo, _ in spans], [ts(hi) for _, _, hi in spans])
         ).fetchall()
         found: list[list[npt.NDArray[np.int64]]] = [[] for _ in spans]
         for i, start, arr in rows:
