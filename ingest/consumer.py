@@ -44,8 +44,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from psycopg.conninfo import make_conninfo
 
+from ingest.broker_watch import BrokerWatch
 from ingest.contract import SUBSCRIPTION
-from ingest.metrics import BROKER_SYS_TOPICS, IngestMetrics
+from ingest.metrics import IngestMetrics
 from ingest.prepare import Decoded, Inbound, Rejected, prepare
 from ingest.writer import BatchResult, Writer
 
@@ -82,6 +83,7 @@ class IngestConfig:
     batch_size: int = 200
     batch_age_s: float = 0.2
     max_lateness_days: int = 30
+    broker_counters: bool = True  # watch the broker's $SYS counters on a second connection (ingest.broker_watch)
     trace_path: Path | None = None  # test aid: records commit and ack order
 
 
@@ -102,7 +104,6 @@ class Ingester:
         self._trace = config.trace_path.open("a", buffering=1) if config.trace_path else None
         self._conn: psycopg.Connection[tuple[object, ...]] | None = None
         self._writer: Writer | None = None
-        self._data_sub_mid: int | None = None
         self._retiring = threading.Event()
         self._unsubscribed = threading.Event()
         self.client = self._make_client()
@@ -133,9 +134,7 @@ class Ingester:
         # a graceful restart). Subscribing again to a subscription the session still holds is harmless.
         if self._retiring.is_set():
             return
-        _, self._data_sub_mid = client.subscribe(self.topic_filter, options=SubscribeOptions(qos=1))
-        # The broker's own counters (QoS 0, best effort; a broker ACL may refuse them: then no broker gauges).
-        client.subscribe([(t, SubscribeOptions(qos=0)) for t in BROKER_SYS_TOPICS])
+        client.subscribe(self.topic_filter, options=SubscribeOptions(qos=1))
 
     @property
     def topic_filter(self) -> str:
@@ -143,10 +142,6 @@ class Ingester:
         return f"$share/{self.config.group}/{SUBSCRIPTION}"
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
-        if mid != self._data_sub_mid:
-            if any(r.is_failure for r in reasons):
-                log.info("broker_counters_unavailable", detail="the broker refused the $SYS subscription")
-            return
         if any(r.is_failure for r in reasons):
             log.error("mqtt_subscribe_refused", reasons=[str(r) for r in reasons])
             return
@@ -163,9 +158,6 @@ class Ingester:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         topic = msg._topic.decode("utf-8", errors="replace")  # never raise on the network thread
-        if topic.startswith("$SYS/"):
-            self.metrics.broker_counter(topic, bytes(msg.payload))
-            return
         self.inbox.put(Inbound(topic, bytes(msg.payload), msg.mid if msg.qos else 0, self.generation, bool(msg.dup)))
 
     def connect(self) -> None:
@@ -277,6 +269,11 @@ class Ingester:
 
     def run(self, idle_exit_s: float | None = None) -> BatchResult:
         """Consume until :meth:`stop` (or ``idle_exit_s`` without messages); returns the totals."""
+        c = self.config
+        watch = BrokerWatch(c.mqtt_host, c.mqtt_port, f"{c.client_id}-sys", self.metrics, c.username, c.password,
+                            c.tls) if c.broker_counters else None
+        if watch:
+            watch.start()
         self.connect()
         idle_since = time.monotonic()
         try:
@@ -293,6 +290,8 @@ class Ingester:
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+            if watch:
+                watch.stop()
             self._drop_db()
             log.info("ingester_stopped", stored=self.totals.stored, samples=self.totals.samples)
         return self.totals

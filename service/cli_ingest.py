@@ -82,7 +82,7 @@ def ingest_retire(client_id: str, idle: float) -> None:
     config = IngestConfig(
         database_url=s.database_url, mqtt_host=mq.host, mqtt_port=mq.port, client_id=client_id,
         group=s.ingest_group, username=mq.username, password=mq.password, tls=mq.tls, timezone=s.timezone,
-        max_lateness_days=s.ingest_max_lateness_days)
+        max_lateness_days=s.ingest_max_lateness_days, broker_counters=False)
     ingester = Ingester(config)
 
     def _stop(signum: int, frame: FrameType | None) -> None:

@@ -224,15 +224,17 @@ def will_payload(gateway_id: str, device_id: str, t_ms: int) -> bytes:
 
 
 def gateway_client(host: str, port: int, gateway_id: str, device_id: str, t_ms: int, window: InFlightWindow,
-                   prefix: str, keepalive: int, replay_s: float = REPLAY_S) -> mqtt.Client:
+                   prefix: str, keepalive: int, replay_s: float = REPLAY_S, mqtt5: bool = True) -> mqtt.Client:
     """Connect one gateway's client (MQTT v5, QoS 1 publisher, last will ``online=false`` on ``device_id``).
 
     Each PUBACK settles a slot of ``window`` (0x10: held and retried). Waits for the CONNACK; raises
-    :class:`PublishError` if refused. The gateway state is ``client.user_data_get()``.
+    :class:`PublishError` if refused. The gateway state is ``client.user_data_get()``. ``mqtt5=False`` speaks
+    MQTT 3.1.1 (the demo's embedded broker listens for gateways with 3.1.1 only): PUBACKs then carry no reason
+    code, so such a gateway cannot learn that nobody is subscribed.
     """
     gw = _Gateway(gateway_id, window, replay_s)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}-{gateway_id}", protocol=mqtt.MQTTv5,
-                         userdata=gw)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}-{gateway_id}",
+                         protocol=mqtt.MQTTv5 if mqtt5 else mqtt.MQTTv311, userdata=gw)
     gw.client = client
     client.max_inflight_messages_set(min(window.limit, 1000))
     client.reconnect_delay_set(min_delay=1, max_delay=10)
@@ -248,7 +250,10 @@ def gateway_client(host: str, port: int, gateway_id: str, device_id: str, t_ms: 
 
     client.on_connect = on_connect
     client.on_publish = gw.on_publish
-    client.connect(host, port, keepalive=keepalive, clean_start=True)
+    if mqtt5:
+        client.connect(host, port, keepalive=keepalive, clean_start=True)
+    else:
+        client.connect(host, port, keepalive=keepalive)
     client.loop_start()
     if not connected.wait(15.0) or refused:
         client.loop_stop()
@@ -269,7 +274,7 @@ def _pace(first_ms: int | None, publish_ms: int, started: float, speed: float | 
 def publish_messages(messages: Iterable[tuple[int, str, bytes]], host: str, port: int, *,
                      speed: float | None = None, max_inflight: int = 1000, ack_timeout: float = 60.0,
                      progress: bool = False, total: int | None = None, client_prefix: str = "fatigue-sim",
-                     keepalive: int = 60, replay_s: float = REPLAY_S) -> PublishStats:
+                     keepalive: int = 60, replay_s: float = REPLAY_S, mqtt5: bool = True) -> PublishStats:
     """Publish ``(publish_ms, topic, payload)`` in order, QoS 1, one client per gateway of the topic.
 
     Parameters
@@ -295,6 +300,8 @@ def publish_messages(messages: Iterable[tuple[int, str, bytes]], host: str, port
         MQTT keepalive (s).
     replay_s : float
         After a reconnect, publish again what was acknowledged in the last ``replay_s`` seconds (0: never).
+    mqtt5 : bool
+        MQTT v5 (default; needed to see PUBACK 0x10); ``False`` for a 3.1.1-only broker listener.
 
     Returns
     -------
@@ -313,7 +320,7 @@ def publish_messages(messages: Iterable[tuple[int, str, bytes]], host: str, port
             gw, dev = _route(topic)
             if gw not in clients:
                 clients[gw] = gateway_client(host, port, gw, dev, publish_ms, window, client_prefix, keepalive,
-                                             replay_s)
+                                             replay_s, mqtt5)
             _retry_due(window, clients, ack_timeout)
             window.take(ack_timeout)
             clients[gw].user_data_get().publish(topic, payload)
