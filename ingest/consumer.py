@@ -315,14 +315,17 @@ class Ingester:
             if not self._unsubscribe(timeout_s):
                 raise RuntimeError("the broker did not confirm the unsubscribe; the slot is not retired")
             idle_since = time.monotonic()
-            while time.monotonic() - idle_since < idle_s:  # what was dealt before the UNSUBACK
-                batch = self._take_batch()
+            while time.monotonic() - idle_since < idle_s and not self.stopping.is_set():
+                batch = self._take_batch()  # what was dealt before the UNSUBACK
                 if batch:
                     self.process(batch)
                     idle_since = time.monotonic()
             props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
-            props.SessionExpiryInterval = 0
-            self.client.disconnect(properties=props)
+            props.SessionExpiryInterval = 0  # the broker deletes the session (and its place in the group)
+            if self.stopping.is_set():  # interrupted: keep the session, so nothing in it is lost
+                self.client.disconnect()
+            else:
+                self.client.disconnect(properties=props)
         finally:
             self.client.loop_stop()
             self._drop_db()
