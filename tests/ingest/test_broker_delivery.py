@@ -101,7 +101,11 @@ class RawClient:
         return self.acks[n]
 
     def close(self) -> None:
+        """Disconnect and wait until the DISCONNECT has gone out (the session is then kept, not in use)."""
+        gone = threading.Event()
+        self.client.on_disconnect = lambda *_a: gone.set()
         self.client.disconnect()
+        gone.wait(10)
         self.client.loop_stop()
 
 
