@@ -29,7 +29,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,10 +108,28 @@ class InFlightWindow:
     def __post_init__(self) -> None:
         self.sem = threading.BoundedSemaphore(self.limit)
 
-    def take(self, timeout: float) -> None:
-        """Wait for a free slot (at most ``timeout`` s) before publishing one message."""
-        if not self.sem.acquire(timeout=timeout):
-            raise PublishError(f"no PUBACK for {timeout:.0f} s with {self.limit} messages in flight")
+    def take(self, timeout: float, while_waiting: Callable[[], None] | None = None) -> None:
+        """Wait for a free slot (at most ``timeout`` s) before publishing one message.
+
+        ``while_waiting`` runs every 50 ms meanwhile: held messages keep their slots, so the caller must keep
+        publishing them again while it waits, or a window full of held messages would never drain.
+        """
+        deadline = time.monotonic() + timeout
+        while not self.sem.acquire(timeout=0.05):
+            if time.monotonic() > deadline:
+                raise PublishError(f"no PUBACK for {timeout:.0f} s with {self.limit} messages in flight")
+            if while_waiting is not None:
+                while_waiting()
+        self._taken()
+
+    def try_take(self) -> bool:
+        """Take a free slot if there is one, without waiting."""
+        if not self.sem.acquire(blocking=False):
+            return False
+        self._taken()
+        return True
+
+    def _taken(self) -> None:
         with self.lock:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
@@ -141,6 +159,12 @@ class InFlightWindow:
         self._seq += 1
         heapq.heappush(self.retries, _Retry(time.monotonic() + delay, self._seq, gateway, topic, payload,
                                             attempt, slot))
+
+    def requeue(self, r: _Retry) -> None:
+        """Put a replay back for a moment (no free slot yet)."""
+        with self.lock:
+            r.due = time.monotonic() + 0.05
+            heapq.heappush(self.retries, r)
 
     def due(self) -> list[_Retry]:
         """Retries whose time has come (removed from the queue)."""
@@ -321,8 +345,8 @@ def publish_messages(messages: Iterable[tuple[int, str, bytes]], host: str, port
             if gw not in clients:
                 clients[gw] = gateway_client(host, port, gw, dev, publish_ms, window, client_prefix, keepalive,
                                              replay_s, mqtt5)
-            _retry_due(window, clients, ack_timeout)
-            window.take(ack_timeout)
+            _retry_due(window, clients)
+            window.take(ack_timeout, lambda: _retry_due(window, clients))
             clients[gw].user_data_get().publish(topic, payload)
             stats.published += 1
         _drain(window, clients, ack_timeout)
@@ -336,11 +360,12 @@ def publish_messages(messages: Iterable[tuple[int, str, bytes]], host: str, port
     return stats
 
 
-def _retry_due(window: InFlightWindow, clients: dict[str, mqtt.Client], timeout: float) -> None:
-    """Publish again the held and replayed messages whose time has come."""
+def _retry_due(window: InFlightWindow, clients: dict[str, mqtt.Client]) -> None:
+    """Publish again the held messages (they own a slot) and the replays (when a slot is free) now due."""
     for r in window.due():
-        if not r.slot:
-            window.take(timeout)
+        if not r.slot and not window.try_take():
+            window.requeue(r)
+            continue
         clients[r.gateway].user_data_get().publish(r.topic, r.payload, r.attempt)
 
 
@@ -357,7 +382,7 @@ def _route(topic: str) -> tuple[str, str]:
 def _drain(window: InFlightWindow, clients: dict[str, mqtt.Client], timeout: float) -> None:
     deadline = time.perf_counter() + timeout
     while not window.idle():
-        _retry_due(window, clients, timeout)
+        _retry_due(window, clients)
         if time.perf_counter() > deadline:
             with window.lock:
                 held = sum(r.slot for r in window.retries)

@@ -164,8 +164,12 @@ def _publish_in_background(broker: PrivateMosquitto, msgs: list[HeartRate], per_
                for i, m in enumerate(msgs)]
 
     def run() -> None:
-        out.append(publish_messages(triples, broker.host, broker.port, speed=1.0, max_inflight=100,
-                                    ack_timeout=120, client_prefix=f"gw{uuid.uuid4().hex[:4]}"))
+        try:
+            out.append(publish_messages(triples, broker.host, broker.port, speed=1.0, max_inflight=100,
+                                        ack_timeout=120, client_prefix=f"gw{uuid.uuid4().hex[:4]}"))
+        except Exception as exc:  # reported by the test's assertion on ``out``
+            out.append(exc)  # type: ignore[arg-type]
+            raise
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -205,7 +209,8 @@ def test_graceful_broker_restart_mid_stream(clean: Conn, db_url: str, broker: Pr
         wait_until(lambda: count(clean, "SELECT count(*) FROM ingest.message_ledger") >= 80, what="first part")
         broker.restart()
         publisher.join(180)
-        assert stats and stats[0].acked == len(msgs) + stats[0].replayed and stats[0].failed == 0, stats
+        assert stats and isinstance(stats[0], PublishStats), stats
+        assert stats[0].acked == len(msgs) + stats[0].replayed and stats[0].failed == 0, stats
         wait_until(lambda: _all_in_ledger(clean, len(msgs)), timeout=120, what="every message stored")
     _assert_clean_run(clean, msgs, ing.totals.samples)
     assert stats[0].held > 0  # publishes between the restart and the new SUBACK were held, not lost
@@ -264,7 +269,7 @@ def test_broker_kill9_mid_stream(clean: Conn, db_url: str, broker: PrivateMosqui
             broker.stop(signal.SIGKILL)
             broker.start()
         publisher.join(300)
-        assert stats and stats[0].failed == 0 and stats[0].replayed > 0, stats
+        assert stats and isinstance(stats[0], PublishStats) and stats[0].failed == 0 and stats[0].replayed > 0, stats
         wait_until(lambda: _all_in_ledger(clean, len(msgs)), timeout=180, what="every message stored")
     report = _assert_clean_run(clean, msgs, ing.totals.samples)
     assert report["absorbed"] > 0  # the replays were real and were absorbed
@@ -282,6 +287,6 @@ def test_graceful_restarts_under_sustained_load(clean: Conn, db_url: str, broker
             wait_until(lambda floor=floor: _all_in_ledger(clean, floor), timeout=120, what=f"{floor} stored")
             broker.restart()
         publisher.join(300)
-        assert stats and stats[0].failed == 0, stats
+        assert stats and isinstance(stats[0], PublishStats) and stats[0].failed == 0, stats
         wait_until(lambda: _all_in_ledger(clean, len(msgs)), timeout=180, what="every message stored")
     _assert_clean_run(clean, msgs, ing.totals.samples)
