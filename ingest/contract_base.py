@@ -10,19 +10,29 @@ import re
 from typing import Final
 
 __all__ = [
+    "BROKER_MAX_PACKET_BYTES",
     "CONTRACT_VERSION",
     "ID_PATTERN",
     "MAX_DEPTH",
     "MAX_EPISODES",
     "MAX_PAYLOAD_BYTES",
     "MAX_SAMPLES",
+    "PUBLISH_OVERHEAD_BYTES",
     "REASON_CODES",
     "ContractError",
     "check_id",
 ]
 
 CONTRACT_VERSION: Final = 1
+#: Largest payload a gateway may publish (bytes). The one source of the size limits: the broker's packet limit
+#: (:data:`BROKER_MAX_PACKET_BYTES`) is derived from it, and tests check deploy/mosquitto/mosquitto.conf, the
+#: private test broker and docs/contract.md against these two numbers.
 MAX_PAYLOAD_BYTES: Final = 256 * 1024
+#: Room for the rest of an MQTT PUBLISH packet around the largest payload: fixed header (<= 5 bytes), topic
+#: (2 + at most 147 bytes), packet id (2), and v5 properties (the contract allows at most 3 KiB of them).
+PUBLISH_OVERHEAD_BYTES: Final = 4 * 1024
+#: Mosquitto ``max_packet_size``: a payload at the contract limit on the longest topic always fits.
+BROKER_MAX_PACKET_BYTES: Final = MAX_PAYLOAD_BYTES + PUBLISH_OVERHEAD_BYTES
 MAX_SAMPLES: Final = 3600
 MAX_EPISODES: Final = 32
 #: Deepest JSON nesting any valid message needs is 5 (an Open mHealth array of sleep episodes); allow a margin.

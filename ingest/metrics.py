@@ -6,7 +6,21 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["IngestMetrics"]
+__all__ = ["BROKER_SYS_TOPICS", "IngestMetrics"]
+
+#: Mosquitto's own counters the ingester republishes as gauges (published every ``sys_interval``, 10 s).
+#: Alert rules in docs/ingest.md "Detecting what cannot be prevented".
+BROKER_SYS_TOPICS: dict[str, tuple[str, str]] = {
+    "$SYS/broker/clients/disconnected": (
+        "fatigue_broker_persistent_clients_disconnected",
+        "Persistent sessions whose client is offline (a departed ingester slot strands its share)"),
+    "$SYS/broker/store/messages/count": (
+        "fatigue_broker_stored_messages", "Messages held by the broker (queued for sessions, in flight)"),
+    "$SYS/broker/publish/messages/dropped": (
+        "fatigue_broker_dropped_messages", "Messages the broker dropped (queue limits); must stay 0"),
+    "$SYS/broker/publish/messages/received": (
+        "fatigue_broker_received_publishes", "PUBLISH packets the broker received since it started"),
+}
 
 
 @dataclass
@@ -34,3 +48,18 @@ class IngestMetrics:
                                  registry=r)
         self.db_retries = Counter("fatigue_ingest_db_retries", "Batches retried after a connection error",
                                   registry=r)
+        self.samples_absorbed = Counter("fatigue_ingest_samples_absorbed", "Samples of new messages that were "
+                                        "already stored (re-batched or replayed runs)", registry=r)
+        self.revisions = Counter("fatigue_ingest_sleep_revisions", "Sleep episodes replaced by a changed version "
+                                 "(the earlier version is kept for audit)", registry=r)
+        self.broker = {topic: Gauge(name, doc, registry=r) for topic, (name, doc) in BROKER_SYS_TOPICS.items()}
+
+    def broker_counter(self, topic: str, payload: bytes) -> None:
+        """Record one of the broker's ``$SYS`` counters; anything unparsable is ignored."""
+        gauge = self.broker.get(topic)
+        if gauge is None:
+            return
+        try:
+            gauge.set(float(payload.decode("ascii").split()[0]))
+        except (UnicodeDecodeError, ValueError, IndexError):
+            return

@@ -9,10 +9,15 @@ For a batch of prepared messages (:mod:`ingest.prepare`) the writer, in one tran
 2. writes the message ledger with ``ON CONFLICT``: a new ``msg_id`` is stored, the same ``msg_id`` with the
    same payload hash is an absorbed duplicate (``redeliveries + 1``), a different hash is dead-lettered as
    ``conflicting_duplicate`` and the first version kept;
-3. binary-``COPY``s the new messages' rows into temporary staging tables and moves them into the raw tables
-   with ``INSERT ... ON CONFLICT DO NOTHING`` on the natural keys, so a replay under a new ``msg_id`` changes
-   nothing either;
-4. writes dead letters (raw payload, reason code, detail) and marks the touched participant-days dirty.
+3. locks the batch's devices (transaction advisory locks), looks up the stored heart-rate and RR runs that
+   overlap the new ones and keeps only samples not yet stored (:mod:`ingest.runs`), so a re-batched or
+   replayed run under a new ``msg_id`` adds exactly its new samples;
+4. binary-``COPY``s the rows into temporary staging tables; a changed sleep episode (same device and start)
+   replaces the stored one, whose old version goes to ``raw.sleep_episode_revisions``; the rest moves into
+   the raw tables with ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, and the ledger's ``samples_written``
+   and the counters take what the inserts returned;
+5. writes dead letters (raw payload, reason code, detail) and marks the touched participant-days dirty
+   (including the day a revised episode counted on before).
 
 The caller commits and only then acknowledges the messages.
 """
@@ -24,42 +29,22 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 
-from ingest.contract import DeviceStatus, HeartRate, Records, RRIntervals, SleepEpisodes, Survey
+from ingest.contract import HeartRate, RRIntervals
 from ingest.prepare import Decoded, Rejected, sample_times_ms, sleep_days
+from ingest.rows import REVISE_SLEEP, SAMPLES_IN_ROW, TABLES, message_rows, rounds, run_span, ts
+from ingest.runs import hr_runs, rr_beat_ends, rr_runs
 
 __all__ = ["Assignment", "BatchResult", "Writer"]
 
 Conn = psycopg.Connection[tuple[object, ...]]
 PROGRAMME_DAYS = 120
-
-# staging table -> (raw table, columns, binary COPY types)
-_TABLES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "hr": ("raw.hr_runs", ("device_id", "start_ts", "end_ts", "participant_id", "offsets_ms", "bpm", "suspect",
-                           "msg_id"),
-           ("text", "timestamptz", "timestamptz", "uuid", "int4[]", "int2[]", "bool[]", "uuid")),
-    "rr": ("raw.rr_runs", ("device_id", "start_ts", "end_ts", "participant_id", "rr_ms", "artifact", "msg_id"),
-           ("text", "timestamptz", "timestamptz", "uuid", "int2[]", "bool[]", "uuid")),
-    "sleep": ("raw.sleep_episodes", ("device_id", "start_ts", "end_ts", "participant_id", "in_bed", "epoch_s",
-                                     "stages", "device_tst_min", "msg_id"),
-              ("text", "timestamptz", "timestamptz", "uuid", "bool", "int2", "int2[]", "float4", "uuid")),
-    "status": ("raw.device_status", ("device_id", "ts", "participant_id", "battery_pct", "worn", "online",
-                                     "firmware", "msg_id"),
-               ("text", "timestamptz", "uuid", "int2", "bool", "bool", "text", "uuid")),
-    "survey": ("raw.survey_answers", ("device_id", "ts", "participant_id", "kss", "samn_perelli", "context",
-                                      "msg_id"),
-               ("text", "timestamptz", "uuid", "int2", "int2", "text", "uuid")),
-}
-
-
-def _ts(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
 
 @dataclass(frozen=True)
 class Assignment:
@@ -74,13 +59,21 @@ class Assignment:
 
 @dataclass
 class BatchResult:
-    """Counts for one committed batch (for metrics and chaos-test accounting)."""
+    """Counts for one committed batch (for metrics and chaos-test accounting).
+
+    ``stored`` counts messages new to the ledger; ``samples`` and ``by_stream`` count samples (runs), episodes
+    (sleep, inserted or revised) and rows (status, survey) that the inserts actually wrote; ``samples_absorbed``
+    the samples of new messages that were already stored (a re-batched or replayed run); ``revised`` the
+    sleep episodes replaced by a changed version.
+    """
 
     stored: int = 0
     samples: int = 0
     duplicates: int = 0
     quarantined: int = 0
     dropped_future: int = 0
+    revised: int = 0
+    samples_absorbed: int = 0
     dead: Counter[str] = field(default_factory=Counter)
     by_stream: Counter[str] = field(default_factory=Counter)
 
@@ -91,34 +84,10 @@ class BatchResult:
         self.duplicates += other.duplicates
         self.quarantined += other.quarantined
         self.dropped_future += other.dropped_future
+        self.revised += other.revised
+        self.samples_absorbed += other.samples_absorbed
         self.dead.update(other.dead)
         self.by_stream.update(other.by_stream)
-
-
-def _rows(rec: Records, pid: uuid.UUID | None) -> list[tuple[object, ...]]:
-    """Rows of one message for its raw table (one row per run / episode / answer / status)."""
-    mid, dev = rec.msg_id, rec.device_id
-    if isinstance(rec, HeartRate):
-        order = np.argsort(rec.t_ms, kind="stable")
-        t = rec.t_ms[order]
-        keep = np.concatenate([[True], np.diff(t) != 0])  # one value per instant, first wins
-        t = t[keep]
-        start = int(t[0])
-        return [(dev, _ts(start), _ts(int(t[-1]) + 1), pid, (t - start).tolist(), rec.bpm[order][keep].tolist(),
-                 rec.suspect[order][keep].tolist(), mid)]
-    if isinstance(rec, RRIntervals):
-        end = rec.start_ms + int(rec.rr_ms.sum(dtype=np.int64))
-        return [(dev, _ts(rec.start_ms), _ts(end), pid, rec.rr_ms.tolist(), rec.artifact.tolist(), mid)]
-    if isinstance(rec, SleepEpisodes):
-        return [(dev, _ts(int(s)), _ts(int(e)), pid, bool(b), int(ep), None if st is None else st.tolist(),
-                 None if np.isnan(tst) else float(tst), mid)
-                for s, e, b, ep, st, tst in zip(rec.start_ms, rec.end_ms, rec.in_bed, rec.epoch_s, rec.stages,
-                                                rec.tst_min, strict=True)]
-    if isinstance(rec, Survey):
-        return [(dev, _ts(int(t)), pid, int(k), int(sp) or None, ctx, mid)
-                for t, k, sp, ctx in zip(rec.t_ms, rec.kss, rec.samn_perelli, rec.context, strict=True)]
-    assert isinstance(rec, DeviceStatus)
-    return [(dev, _ts(rec.t_ms), pid, rec.battery_pct, rec.worn, rec.online, rec.firmware, mid)]
 
 
 class Writer:
@@ -140,7 +109,7 @@ class Writer:
         self.tz = tz
         self.programme_days = programme_days  # the programme file's ``days`` (issue 14: one source of truth)
         self.crash = crash or (lambda point: None)
-        for stream, (table, _, _) in _TABLES.items():
+        for stream, (table, _, _) in TABLES.items():
             conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{stream} (LIKE {table} INCLUDING DEFAULTS) "
                          "ON COMMIT DELETE ROWS")
         conn.commit()
@@ -163,7 +132,7 @@ class Writer:
         quarantine; samples from before the device's first assignment are ``ts_past``.
         """
         times = sample_times_ms(d.records)
-        first, last = _ts(int(times.min())), _ts(int(times.max()))
+        first, last = ts(int(times.min())), ts(int(times.max()))
         for a in owners.get(d.topic.device_id, []):
             if a.valid_from <= first and (a.valid_to is None or first < a.valid_to):
                 start = datetime.combine(a.programme_start, datetime.min.time(), self.tz)
@@ -245,28 +214,122 @@ class Writer:
         return fresh, conflicts, duplicates
 
     def _insert_rows(self, fresh: list[tuple[Decoded, Assignment]], result: BatchResult) -> None:
+        """Write the new messages' rows; count per message and stream only the samples actually written."""
+        self._lock_devices(sorted({d.topic.device_id for d, _ in fresh}))
         by_stream: dict[str, list[tuple[object, ...]]] = {}
+        runs = [(d, a) for d, a in fresh if isinstance(d.records, HeartRate | RRIntervals)]
+        for stream in ("hr", "rr"):
+            items = [(d, a) for d, a in runs if d.records.stream == stream]
+            if items:
+                by_stream[stream] = self._run_rows(stream, items)
         for d, a in fresh:
-            stream = d.records.stream
-            by_stream.setdefault(stream, []).extend(_rows(d.records, a.participant_id))
-            result.by_stream[stream] += d.records.n_samples
+            if not isinstance(d.records, HeartRate | RRIntervals):
+                by_stream.setdefault(d.records.stream, []).extend(message_rows(d.records, a.participant_id))
+        written: Counter[uuid.UUID] = Counter({d.records.msg_id: 0 for d, _ in fresh})
         for stream, rows in by_stream.items():
-            table, cols, types = _TABLES[stream]
-            collist = ", ".join(cols)
-            with self.conn.cursor() as cur:
-                with cur.copy(f"COPY stage_{stream} ({collist}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(list(types))
-                    for i, row in enumerate(rows):
-                        copy.write_row(row)
-                        if i == len(rows) // 2:
-                            self.crash("mid_copy")
-                cur.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM stage_{stream} "
-                            "ON CONFLICT DO NOTHING")
-                cur.execute(f"TRUNCATE stage_{stream}")
+            for part in rounds(rows) if stream == "sleep" else [rows]:
+                for mid, n in self._copy_insert(stream, part, result):
+                    written[mid] += n
+                    result.by_stream[stream] += n
         result.samples = sum(result.by_stream.values())
+        result.samples_absorbed = sum(d.records.n_samples for d, _ in fresh) - sum(written.values())
+        if written:
+            self.conn.execute(
+                "UPDATE ingest.message_ledger l SET samples_written = w.n "
+                "FROM unnest(%s::uuid[], %s::int[]) AS w(msg_id, n) WHERE l.msg_id = w.msg_id",
+                (list(written), list(written.values())))
+
+    def _lock_devices(self, devices: list[str]) -> None:
+        """Serialise writers of the same device (two ingesters may hold overlapping runs of one device)."""
+        if devices:
+            self.conn.execute("SELECT count(pg_advisory_xact_lock(hashtextextended('ingest:' || d, 0))) "
+                              "FROM unnest(%s::text[]) AS d", (devices,))
+
+    def _copy_insert(self, stream: str, rows: list[tuple[object, ...]], result: BatchResult
+                     ) -> list[tuple[uuid.UUID, int]]:
+        """Stage ``rows`` by binary COPY and move them in; ``(msg_id, samples written)`` per row written."""
+        table, cols, types = TABLES[stream]
+        collist = ", ".join(cols)
+        with self.conn.cursor() as cur:
+            with cur.copy(f"COPY stage_{stream} ({collist}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(list(types))
+                for i, row in enumerate(rows):
+                    copy.write_row(row)
+                    if i == len(rows) // 2:
+                        self.crash("mid_copy")
+            out: list[tuple[uuid.UUID, int]] = []
+            if stream == "sleep":
+                out = self._revise_sleep(cur, result)
+            cur.execute(f"INSERT INTO {table} ({collist}) SELECT {collist} FROM stage_{stream} "
+                        f"ON CONFLICT DO NOTHING RETURNING msg_id, {SAMPLES_IN_ROW[stream]}")
+            out += [(uuid.UUID(str(mid)), int(str(n))) for mid, n in cur.fetchall()]
+            cur.execute(f"TRUNCATE stage_{stream}")
+        return out
+
+    def _revise_sleep(self, cur: psycopg.Cursor[tuple[object, ...]], result: BatchResult
+                      ) -> list[tuple[uuid.UUID, int]]:
+        """Replace stored episodes that a staged episode with the same key changes; keep the old versions.
+
+        The replaced version goes to ``raw.sleep_episode_revisions`` with the superseding ``msg_id``, and the
+        sleep day it counted on is marked dirty (the new version's days are marked with the message's).
+        """
+        cur.execute(REVISE_SLEEP)
+        revised = cur.fetchall()
+        old = [(uuid.UUID(str(mid)), uuid.UUID(str(pid)), end) for mid, pid, end in revised]
+        self._dirty({(pid, end.astimezone(self.tz).date()) for _, pid, end in old if isinstance(end, datetime)})
+        result.revised += len(old)
+        return [(mid, 1) for mid, _, _ in old]
+
+    def _run_rows(self, stream: str, items: list[tuple[Decoded, Assignment]]) -> list[tuple[object, ...]]:
+        """Rows holding only the samples of ``items`` not already stored (or earlier in this batch)."""
+        stored = self._stored_times(stream, [(d.topic.device_id, *run_span(d.records)) for d, _ in items])  # type: ignore[arg-type]
+        in_batch: dict[str, list[tuple[int, int, npt.NDArray[np.int64]]]] = {}
+        rows: list[tuple[object, ...]] = []
+        for (d, a), known in zip(items, stored, strict=True):
+            rec, dev = d.records, d.topic.device_id
+            lo, hi = run_span(rec)  # type: ignore[arg-type]
+            earlier = [t for s, e, t in in_batch.get(dev, []) if s < hi and lo < e]
+            taken = np.concatenate([known, *earlier])
+            if isinstance(rec, HeartRate):
+                for h in hr_runs(rec.t_ms, rec.bpm, rec.suspect, taken):
+                    rows.append((dev, ts(h.start_ms), ts(h.end_ms), a.participant_id, h.offsets_ms.tolist(),
+                                 h.bpm.tolist(), h.suspect.tolist(), rec.msg_id))
+                    in_batch.setdefault(dev, []).append((h.start_ms, h.end_ms, h.start_ms + h.offsets_ms))
+            else:
+                assert isinstance(rec, RRIntervals)
+                for r in rr_runs(rec.start_ms, rec.rr_ms, rec.artifact, taken):
+                    rows.append((dev, ts(r.start_ms), ts(r.end_ms), a.participant_id, r.rr_ms.tolist(),
+                                 r.artifact.tolist(), rec.msg_id))
+                    in_batch.setdefault(dev, []).append((r.start_ms, r.end_ms,
+                                                         rr_beat_ends(r.start_ms, r.rr_ms)))
+        return rows
+
+    def _stored_times(self, stream: str, spans: list[tuple[str, int, int]]) -> list[npt.NDArray[np.int64]]:
+        """For each ``(device, first_ms, end_ms)``, the sample times of that device's stored runs overlapping it.
+
+        One query per batch through the GiST index on ``(device_id, [start_ts, end_ts))`` (migration 080); in
+        live ingest runs arrive in order and the answer is empty.
+        """
+        table, values = ("raw.hr_runs", "r.offsets_ms") if stream == "hr" else ("raw.rr_runs", "r.rr_ms")
+        rows = self.conn.execute(
+            "SELECT q.i, floor(extract(epoch FROM r.start_ts) * 1000)::bigint, " + values + " "
+            "FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS q(dev, s, e, i) "
+            f"JOIN {table} r ON r.device_id = q.dev AND r.start_ts < q.e "
+            "AND tstzrange(r.start_ts, r.end_ts) && tstzrange(q.s, q.e)",
+            ([dev for dev, _, _ in spans], [ts(lo) for _, lo, _ in spans], [ts(hi) for _, _, hi in spans])
+        ).fetchall()
+        found: list[list[npt.NDArray[np.int64]]] = [[] for _ in spans]
+        for i, start, arr in rows:
+            vals = np.asarray(arr, dtype=np.int64)
+            times = start + (vals if stream == "hr" else np.cumsum(vals))  # type: ignore[operator]
+            found[int(i) - 1].append(times)  # type: ignore[call-overload]
+        return [np.concatenate(f) if f else np.empty(0, np.int64) for f in found]
 
     def _mark_dirty(self, fresh: list[tuple[Decoded, Assignment]]) -> None:
-        pairs = {(a.participant_id, day) for d, a in fresh for day in sleep_days(d.records, self.tz)}
+        self._dirty({(a.participant_id, day) for d, a in fresh for day in sleep_days(d.records, self.tz)})
+
+    def _dirty(self, pairs: set[tuple[uuid.UUID, date]]) -> None:
+        """Mark participant sleep days for the feature job."""
         if pairs:
             pids, days = zip(*sorted(pairs), strict=True)
             self.conn.execute("INSERT INTO ingest.dirty_days (participant_id, sleep_date) "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 from pathlib import Path
 from types import FrameType
 
@@ -30,8 +29,9 @@ def _programme_days(programme: str | None) -> int:
 
 @click.command("ingest")
 @click.option("--client-id", default=None,
-              help="Stable MQTT client id; the broker keeps this id's session across restarts. "
-                   "Default: fatigue-ingest-<group>-<hostname>.")
+              help="Stable MQTT client id of this replica slot; the broker keeps this id's session (and its "
+                   "share of the group's messages) across restarts. Default: fatigue-ingest-<group>-1. Give "
+                   "every replica its own id, reuse it for a replacement, retire it with `fatigue ingest-retire`.")
 @click.option("--metrics-addr", default=None, metavar="HOST:PORT",
               help="Serve /metrics, /healthz and /readyz here (overrides FATIGUE_METRICS_ADDR; ':9101' = every "
                    "interface, '127.0.0.1:9101' = loopback only, 'off' = none).")
@@ -67,7 +67,7 @@ def ingest_command(client_id: str | None, metrics_addr: str | None, metrics_port
     mq = s.mqtt
     config = IngestConfig(
         database_url=s.database_url, mqtt_host=mq.host, mqtt_port=mq.port,
-        client_id=client_id or f"fatigue-ingest-{s.ingest_group}-{socket.gethostname()}",
+        client_id=client_id or f"fatigue-ingest-{s.ingest_group}-1",
         group=s.ingest_group, username=mq.username, password=mq.password, tls=mq.tls, timezone=s.timezone,
         receive_maximum=receive_maximum, batch_size=batch_size, batch_age_s=batch_age, trace_path=trace,
         max_lateness_days=s.ingest_max_lateness_days, programme_days=_programme_days(getattr(s, "programme", None)))
@@ -98,6 +98,43 @@ def ingest_command(client_id: str | None, metrics_addr: str | None, metrics_port
                f"{totals.duplicates} duplicates absorbed", err=True)
 
 
+@click.command("ingest-retire")
+@click.option("--client-id", required=True, help="Client id of the replica slot that will not come back.")
+@click.option("--idle", type=float, default=3.0, show_default=True,
+              help="Seconds without messages after which the slot's queue counts as drained.")
+def ingest_retire(client_id: str, idle: float) -> None:
+    """Drain a departed ingester's broker session into the database, then end the session.
+
+    The broker keeps dealing an offline member of the shared group its round-robin share until its session
+    expires (7 days). Run this for every ingester slot you remove (scale-down, renamed client id); do not run
+    it while an ingester with that client id is running.
+    """
+    from ingest.consumer import IngestConfig, Ingester
+
+    s = _settings()
+    mq = s.mqtt
+    config = IngestConfig(
+        database_url=s.database_url, mqtt_host=mq.host, mqtt_port=mq.port, client_id=client_id,
+        group=s.ingest_group, username=mq.username, password=mq.password, tls=mq.tls, timezone=s.timezone,
+        max_lateness_days=s.ingest_max_lateness_days, broker_counters=False,
+        programme_days=_programme_days(getattr(s, "programme", None)))
+    ingester = Ingester(config)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        ingester.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        totals = ingester.retire(idle_s=idle)
+    except RuntimeError as exc:
+        raise click.ClickException(f"{exc}; check the broker and run `fatigue ingest-retire` again") from exc
+    if ingester.stopping.is_set():
+        raise click.ClickException("interrupted: the slot's session is kept; run `fatigue ingest-retire` again")
+    click.echo(f"retired {client_id}: drained {totals.stored} message(s) ({totals.samples} samples) and ended "
+               "its broker session; the group now deals its messages to the remaining ingesters")
+
+
 @click.group("quarantine")
 def quarantine_group() -> None:
     """Messages from devices that were not enrolled when they arrived."""
@@ -126,4 +163,5 @@ def quarantine_replay() -> None:
 def register(group: click.Group) -> None:
     """Add the ingest commands to the main CLI."""
     group.add_command(ingest_command)
+    group.add_command(ingest_retire)
     group.add_command(quarantine_group)

@@ -139,7 +139,7 @@ def demo_command(participants: int, forces: int, days: int, folder: Path, seed: 
 @click.option("--scheduler/--no-scheduler", default=True, show_default=True,
               help="Run features+models when data is dirty, and weekly flags and reports.")
 @click.option("--api/--no-api", default=True, show_default=True, help="Serve the HTTP API.")
-@click.option("--client-id", default=None, help="Ingester MQTT client id (default fatigue-serve-<group>-<host>).")
+@click.option("--client-id", default=None, help="Stable MQTT client id of this ingester slot (default fatigue-serve-<group>-1; see fatigue ingest-retire).")
 @click.option("--every", type=click.FloatRange(0.5), default=300.0, show_default=True,
               help="Seconds between scheduler checks for dirty days.")
 @click.option("--weekly", default="MON 12:00", show_default=True,
@@ -153,6 +153,7 @@ def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | Non
     """Run the ingester, the scheduler and the API in one process (or a subset); SIGTERM stops it cleanly."""
     from ingest.consumer import IngestConfig
     from risk.publisher import MqttTarget
+    from service.cli_ingest import _programme_days
     from service.serve import ServeConfig, WeeklySlot, serve
 
     s = _settings()
@@ -163,9 +164,10 @@ def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | Non
     mq = s.mqtt
     ingest_config = IngestConfig(
         database_url=s.database_url, mqtt_host=mq.host, mqtt_port=mq.port,
-        client_id=client_id or f"fatigue-serve-{s.ingest_group}-{socket.gethostname()}", group=s.ingest_group,
+        client_id=client_id or f"fatigue-serve-{s.ingest_group}-1", group=s.ingest_group,
         username=mq.username, password=mq.password, tls=mq.tls, timezone=s.timezone,
-        max_lateness_days=s.ingest_max_lateness_days) if ingest else None
+        max_lateness_days=s.ingest_max_lateness_days,
+        programme_days=_programme_days(getattr(s, "programme", None))) if ingest else None
     config = ServeConfig(database_url=s.database_url, timezone=s.timezone, outbox_dir=s.outbox_dir,
                          ingest=ingest_config, scheduler=scheduler, every_s=every, weekly=slot,
                          mqtt_target=MqttTarget(mq.host, mq.port, mq.username, mq.password, mq.tls),

@@ -206,7 +206,8 @@ def _ingest(services: DemoServices, opts: DemoOptions, sim: Simulation, summary:
             raise RuntimeError(f"the ingester could not subscribe at {services.mqtt_url}")
         triples: Iterator[tuple[int, str, bytes]] = ((m.publish_ms, m.topic, m.payload) for m in iter_messages(sim))
         stats = publish_messages(triples, services.mqtt_host, services.gateway_port, progress=opts.progress,
-                                 total=sim.table.n, client_prefix=f"{opts.client_id}-sim")
+                                 total=sim.table.n, client_prefix=f"{opts.client_id}-sim",
+                                 mqtt5=services.embedded is None)  # rumqttd's gateway listener is 3.1.1
         if stats.failed or stats.acked != stats.published:
             raise RuntimeError(f"publishing failed: {stats.failed} failed, {stats.acked}/{stats.published} acked")
         _wait_drained(ingester)

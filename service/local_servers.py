@@ -20,7 +20,23 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["PrivateMosquitto", "PrivatePostgres", "free_port", "port_open", "wait_for_port"]
+from ingest.contract_base import BROKER_MAX_PACKET_BYTES
+
+__all__ = ["DEPLOY_MOSQUITTO_CONF", "PrivateMosquitto", "PrivatePostgres", "deploy_broker_settings", "free_port",
+           "port_open", "wait_for_port"]
+
+DEPLOY_MOSQUITTO_CONF = Path(__file__).resolve().parents[1] / "deploy" / "mosquitto" / "mosquitto.conf"
+# Directives of the production config that belong to the deployment, not to the broker's delivery behaviour.
+_DEPLOY_ONLY = ("listener", "persistence_location", "password_file", "acl_file", "allow_anonymous", "certfile",
+                "keyfile", "cafile", "tls_version", "log_dest", "log_type")
+
+
+def deploy_broker_settings(path: Path = DEPLOY_MOSQUITTO_CONF) -> str:
+    """The delivery settings of the production Mosquitto config (persistence, autosave, sessions, queues,
+    packet limit), without its listeners, credentials, TLS files, paths and logging."""
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith("#") and line.split()[0] not in _DEPLOY_ONLY]
+    return "\n".join(kept) + "\n"
 
 
 def free_port() -> int:
@@ -169,13 +185,17 @@ class PrivateMosquitto:
     """A Mosquitto broker on a free port with persistence in ``root``.
 
     The configuration follows the production notes: persistence on with a short autosave, queue limits sized
-    for a long ingester outage, MQTT v5 sessions kept.
+    for a long ingester outage, MQTT v5 sessions kept, and the contract's packet limit
+    (:data:`ingest.contract_base.BROKER_MAX_PACKET_BYTES`). With ``deploy_config`` the broker runs the
+    delivery settings of ``deploy/mosquitto/mosquitto.conf`` itself (:func:`deploy_broker_settings`), so that
+    fault tests exercise the production configuration.
     """
 
     root: Path
     port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
     extra_config: str = ""
+    deploy_config: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -186,22 +206,30 @@ class PrivateMosquitto:
     def config_path(self) -> Path:
         return self.root / "mosquitto.conf"
 
+    @property
+    def persistence_file(self) -> Path:
+        """Where Mosquitto saves sessions and queues (written at autosave and on a graceful stop)."""
+        return self.root / "mosquitto.db"
+
     def write_config(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "mosquitto", "mosquitto")
-        self.config_path.write_text(
-            f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
+        if os.geteuid() == 0:  # Mosquitto drops to the mosquitto user, which must reach and write its folder;
+            shutil.chown(self.root, "mosquitto", "mosquitto")  # otherwise persistence fails in the log only
+            _open_for_others(self.root)
+        delivery = deploy_broker_settings() if self.deploy_config else (
             "persistence true\n"
-            f"persistence_location {self.root}/\n"
             "autosave_interval 1\n"
             "max_queued_messages 1000000\n"
             "max_inflight_messages 0\n"
             "max_keepalive 120\n"
             "persistent_client_expiration 7d\n"
+            f"max_packet_size {BROKER_MAX_PACKET_BYTES}\n")
+        self.config_path.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            f"persistence_location {self.root}/\n"
             f"log_dest file {self.root}/mosquitto.log\n"
-            + self.extra_config,
+            + delivery + self.extra_config,
             encoding="utf-8",
         )
 

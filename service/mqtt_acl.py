@@ -6,7 +6,7 @@ Users and what they may do (reliability_security.md 2.1):
 user                        rights
 ==========================  =========================================================================
 each gateway (its id)       write ``fatigue/v1/{gateway_id}/#``; read ``fatigue/v1/alerts/{gateway_id}/#``
-``fatigue-ingest``          read ``fatigue/v1/+/+/+`` and ``$share/{group}/fatigue/v1/+/+/+``
+``fatigue-ingest``          read ``fatigue/v1/+/+/+``, ``$share/{group}/fatigue/v1/+/+/+``, ``$SYS/broker/#``
 ``fatigue-jobs``            write ``fatigue/v1/reports/+`` (weekly report notices) and ``fatigue/v1/alerts/#``
                             (compliance alerts, ``compliance.publisher``)
 ``notice-{force_id}``       read ``fatigue/v1/reports/{force_id}`` only
@@ -102,7 +102,8 @@ def plan_users(gateways: Sequence[str], forces: Sequence[str], *, ingest_group: 
     if reserved:
         raise AclError(f"gateway id {reserved[0]!r} refused: it is reserved for report notices and alerts")
     users.append(BrokerUser(ingester, (("read", "fatigue/v1/+/+/+"),
-                                       ("read", f"$share/{ingest_group}/fatigue/v1/+/+/+"))))
+                                       ("read", f"$share/{ingest_group}/fatigue/v1/+/+/+"),
+                                       ("read", "$SYS/broker/#"))))  # broker counters (docs/ingest.md)
     users.append(BrokerUser(publisher, (("write", "fatigue/v1/reports/+"), ("write", "fatigue/v1/alerts/#"))))
     users.extend(BrokerUser(f"notice-{check_id(f, 'force id')}", (("read", f"fatigue/v1/reports/{f}"),))
                  for f in forces)

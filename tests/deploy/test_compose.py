@@ -69,7 +69,10 @@ def test_mosquitto_config_is_durable_and_closed() -> None:
     assert "password_file" in settings and "acl_file" in settings
     # three days of ~1.3 M messages a day must fit in the queue of a disconnected ingester session
     assert int(settings["max_queued_messages"]) >= 3 * 1_300_000
-    assert int(settings["max_packet_size"]) == 256 * 1024
+    # payload limit + header/topic/properties (issue 17: a payload at the limit must fit the packet)
+    from ingest.contract_base import BROKER_MAX_PACKET_BYTES, MAX_PAYLOAD_BYTES
+
+    assert int(settings["max_packet_size"]) == BROKER_MAX_PACKET_BYTES > MAX_PAYLOAD_BYTES
     assert "certfile" in settings
 
 

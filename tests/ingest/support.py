@@ -131,3 +131,25 @@ def stored_samples(conn: Conn) -> int:
 def distinct_samples(conn: Conn) -> int:
     return count(conn, "SELECT count(*) FROM (SELECT DISTINCT device_id, start_ts + o * interval '1 ms' "
                        "FROM raw.hr_runs, unnest(offsets_ms) o) s")
+
+
+def stored_hr(conn: Conn) -> list[tuple[str, int, int]]:
+    """Every stored heart-rate sample as ``(device, epoch ms, bpm)``, sorted, repeats kept."""
+    rows = conn.execute(
+        "SELECT device_id, (floor(extract(epoch FROM start_ts) * 1000) + o)::bigint, b FROM raw.hr_runs, "
+        "unnest(offsets_ms, bpm) AS u(o, b) ORDER BY 1, 2").fetchall()
+    return [(str(d), int(str(t)), int(str(b))) for d, t, b in rows]
+
+
+def expected_hr(msgs: list[HeartRate]) -> list[tuple[str, int, int]]:
+    """What a clean run of ``msgs`` stores: each distinct ``(device, sample time)`` once, first value wins."""
+    seen: dict[tuple[str, int], int] = {}
+    for m in msgs:
+        for t, b in zip(m.t_ms.tolist(), m.bpm.tolist(), strict=True):
+            seen.setdefault((m.device_id, int(t)), int(b))
+    return sorted((d, t, b) for (d, t), b in seen.items())
+
+
+def ledger_written(conn: Conn) -> int:
+    """Samples the ledger says were written."""
+    return count(conn, "SELECT coalesce(sum(samples_written), 0) FROM ingest.message_ledger")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.contract import encode, topic_for
+from ingest.contract import MAX_PAYLOAD_BYTES, encode, topic_for
 from service.local_servers import PrivateMosquitto
 from tests.ingest.support import Conn, Publisher, enrol, hr_message, recent_ms, reset, running_ingester, wait_until
 
@@ -69,7 +69,9 @@ CLASSES: dict[str, Callable[[int], tuple[str, bytes]]] = {
     "too_deep": lambda i: (topic_for("gw-1", "dev-a", "hr"), b"[" * (50 + i) + b"]" * (50 + i)),
     "too_many_samples": lambda i: (topic_for("gw-1", "dev-a", "hr"),
                                    encode(hr_message("dev-a", recent_ms(3), 3601, seed=i))),
-    "oversized": lambda i: (topic_for("gw-1", "dev-a", "hr"), b'{"pad": "' + b"x" * (300_000 + i) + b'"}'),
+    # over the contract's limit but inside the broker's packet limit (a bigger packet disconnects the gateway)
+    "oversized": lambda i: (topic_for("gw-1", "dev-a", "hr"),
+                            b'{"pad": "' + b"x" * (MAX_PAYLOAD_BYTES - 11 + 1 + i) + b'"}'),
     "duplicate_key": _text(lambda s, b: s.replace('{"schema"', '{"device_id": "dev-a", "schema"', 1)),
     "ts_future": _at(3_600_000),
     "too_late": _at(-40 * 24 * 3_600_000),

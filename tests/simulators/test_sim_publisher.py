@@ -109,7 +109,12 @@ def test_simulated_cohort_published_and_replayed(mqtt_broker: Any, tmp_path: Pat
 
 def test_time_acceleration_paces_publishing(mqtt_broker: Any) -> None:
     msgs = [(i * 100_000, "fatigue/v1/gwt000/WR00000A/hr", b'{"n":%d}' % i) for i in range(11)]
-    stats = publish_messages(iter(msgs), mqtt_broker.host, mqtt_broker.port, speed=1000.0, client_prefix="pub-t")
+    sub = Subscriber(mqtt_broker.host, mqtt_broker.port, "gwt")  # without one, gateways hold (PUBACK 0x10)
+    try:
+        stats = publish_messages(iter(msgs), mqtt_broker.host, mqtt_broker.port, speed=1000.0,
+                                 client_prefix="pub-t")
+    finally:
+        sub.close()
     # 1 000 000 ms of simulated time at 1000x is one second of wall time
     assert stats.acked == 11 and stats.seconds >= 0.95
 
