@@ -139,7 +139,8 @@ def demo_command(participants: int, forces: int, days: int, folder: Path, seed: 
 @click.option("--scheduler/--no-scheduler", default=True, show_default=True,
               help="Run features+models when data is dirty, and weekly flags and reports.")
 @click.option("--api/--no-api", default=True, show_default=True, help="Serve the HTTP API.")
-@click.option("--client-id", default=None, help="Stable MQTT client id of this ingester slot (default fatigue-serve-<group>-1; "
+@click.option("--client-id", default=None,
+              help="Stable MQTT client id of this ingester slot (default fatigue-serve-<group>-1; "
                    "see fatigue ingest-retire).")
 @click.option("--every", type=click.FloatRange(0.5), default=300.0, show_default=True,
               help="Seconds between scheduler checks for dirty days.")
