@@ -130,8 +130,13 @@ def run_batch(conn: psycopg.Connection[tuple[object, ...]], ids: list[uuid.UUID]
         "midpoint_local_h")}, **nights}
     merged = merge_days(stored, window, fresh, daily.valid_sleep_day, daily.n_episodes)
     match, valid = pairs_for(merged, layer, pair_window, day0, tz)
-    duty = duty_features(du.participant, du.start, du.end, du.shift_code, sleep_participant=ep.participant,
-                         sleep_start=ep.start, sleep_end=ep.end, tz=tz)
+    # duties ending from the window on are rewritten (a roster change alters the runs after it), so their time
+    # awake needs the sleeps up to the last duty's end, not only those of the window: start and end only
+    last_duty = np.full(n, np.iinfo(np.int64).min)
+    np.maximum.at(last_duty, du.participant, du.end + 1)
+    sp, ss, se = job_io.read_sleep_times(conn, ids, a, np.where(lo <= hi, np.maximum(b, last_duty), 0))
+    duty = duty_features(du.participant, du.start, du.end, du.shift_code, sleep_participant=sp, sleep_start=ss,
+                         sleep_end=se, tz=tz)
     cols: dict[str, np.ndarray] = {**merged.real, **window_layer(merged, match, valid,
                                                                  *duty_grids(du, duty.night_duty, day0, N_DAYS, tz)),
                                    "valid_sleep_day": merged.valid_sleep_day, "n_episodes": merged.n_episodes,

@@ -26,7 +26,7 @@ from features.roster import SHIFT_TYPES
 from store.copyio import copy_columns
 
 __all__ = ["DAY_COLUMNS", "MAX_SPAN_S", "Cohort", "Duties", "Episodes", "NightSeries", "Stored", "read_cohort",
-           "read_duties", "read_episodes", "read_night_hr", "read_night_rr", "read_stored", "read_wear"]
+           "read_duties", "read_episodes", "read_night_hr", "read_night_rr", "read_sleep_times", "read_stored", "read_wear"]
 
 Conn = psycopg.Connection[tuple[object, ...]]
 I64 = npt.NDArray[np.int64]
@@ -168,6 +168,17 @@ def read_episodes(conn: Conn, ids: Sequence[uuid.UUID], a: I64, b: I64) -> Episo
         raise RuntimeError("sleep stages changed between two reads of one snapshot")
     return Episodes(head["p"].astype(np.int64), head["s"], head["e"], head["in_bed"], head["tst"],
                     stages.astype(np.int8), np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
+
+
+def read_sleep_times(conn: Conn, ids: Sequence[uuid.UUID], a: I64, b: I64) -> tuple[I64, I64, I64]:
+    """(participant, start, end) of the distinct sleep episodes ending in ``[a, b)``: no stages, for time awake."""
+    cols = copy_columns(conn, (
+        "SELECT DISTINCT (p.idx - 1)::int4, (extract(epoch FROM e.start_ts))::int8, "
+        f"(extract(epoch FROM e.end_ts))::int8 FROM {_BATCH} JOIN raw.sleep_episodes e "
+        "ON e.participant_id = p.participant_id AND e.start_ts >= to_timestamp(p.a - %(span)s) "
+        "AND e.start_ts < to_timestamp(p.b) AND e.end_ts >= to_timestamp(p.a) AND e.end_ts < to_timestamp(p.b)"),
+        [("p", "int4"), ("s", "int8"), ("e", "int8")], _params(ids, a, b, span=MAX_SPAN_S))
+    return cols["p"].astype(np.int64), cols["s"], cols["e"]
 
 
 def read_duties(conn: Conn, ids: Sequence[uuid.UUID]) -> Duties:
