@@ -38,14 +38,30 @@ import psycopg
 from tqdm import tqdm
 
 from features import job_io
-from features.job_days import (day_mask, duty_grids, local_midnight_utc, main_nights, merge_days, night_layer,
-                               pairs_for, sleep_layer, window_layer)
+from features.job_days import (
+    day_mask,
+    duty_grids,
+    local_midnight_utc,
+    main_nights,
+    merge_days,
+    night_layer,
+    pairs_for,
+    sleep_layer,
+    window_layer,
+)
 from features.job_write import write_daily, write_duties
 from features.roster import duty_features
 from features.timeutil import local_noon_utc
 
-__all__ = ["ALGORITHM_VERSION", "DAILY_COLUMNS", "N_DAYS", "FeatureRunSummary", "batch_for_budget", "run_features",
-           "run_batch"]
+__all__ = [
+    "ALGORITHM_VERSION",
+    "DAILY_COLUMNS",
+    "N_DAYS",
+    "FeatureRunSummary",
+    "batch_for_budget",
+    "run_batch",
+    "run_features",
+]
 
 ALGORITHM_VERSION = "features-1.0"
 N_DAYS = 120
@@ -92,7 +108,7 @@ def _write_mask(stored: job_io.Stored, cols: dict[str, np.ndarray], merged: job_
         new = np.asarray(cols[name], np.float32).astype(np.float64)
         old = stored.real[name]
         changed |= (new != old) & ~(np.isnan(new) & np.isnan(old))
-    return upto & changed
+    return np.asarray(upto & changed, np.bool_)
 
 
 def run_batch(conn: psycopg.Connection[tuple[object, ...]], ids: list[uuid.UUID], day0: I64, lo: I64, hi: I64,

@@ -28,8 +28,15 @@ from features.hrv import nightly_hrv
 from features.job_io import Duties, Episodes, NightSeries, Stored
 from features.recovery import daily_recovery
 from features.regularity import RegularityPairs, pair_agreement, sleep_consistency, sri_14d, sri_origin
-from features.sleep import (DailySleep, EpisodeDays, assign_sleep_days, daily_sleep, episode_metrics,
-                            sleep_intervals, sleep_runs)
+from features.sleep import (
+    DailySleep,
+    EpisodeDays,
+    assign_sleep_days,
+    daily_sleep,
+    episode_metrics,
+    sleep_intervals,
+    sleep_runs,
+)
 from features.timeutil import DAY_S, local_day, local_to_utc
 
 __all__ = ["DAY_VALUES", "SleepLayer", "day_mask", "local_midnight_utc", "main_nights", "merge_days",

@@ -26,7 +26,8 @@ from features.roster import SHIFT_TYPES
 from store.copyio import copy_columns
 
 __all__ = ["DAY_COLUMNS", "MAX_SPAN_S", "Cohort", "Duties", "Episodes", "NightSeries", "Stored", "read_cohort",
-           "read_duties", "read_episodes", "read_night_hr", "read_night_rr", "read_sleep_times", "read_stored", "read_wear"]
+           "read_duties", "read_episodes", "read_night_hr", "read_night_rr", "read_sleep_times", "read_stored",
+           "read_wear"]
 
 Conn = psycopg.Connection[tuple[object, ...]]
 I64 = npt.NDArray[np.int64]

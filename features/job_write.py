@@ -26,7 +26,8 @@ _PG_EPOCH_DAYS = PG_EPOCH_S // 86_400
 _DAILY_FIELDS = [("participant_id", "uuid"), ("sleep_date", "date"), ("programme_day", "int4"),
                  ("valid_sleep_day", "bool"), ("n_episodes", "int2"), ("pair_match", "float8"),
                  ("pair_valid", "float8"), *[(c, "float4") for c in DAY_COLUMNS]]
-_DUTY_FIELDS = [("participant_id", "uuid"), ("start_ts", "timestamptz"), ("end_ts", "timestamptz"), ("shift_code", "int2"),
+_DUTY_FIELDS = [("participant_id", "uuid"), ("start_ts", "timestamptz"), ("end_ts", "timestamptz"),
+                ("shift_code", "int2"),
                 ("overtime", "bool"), ("length_h", "float4"), ("long_shift", "bool"), ("rest_gap_h", "float4"),
                 ("quick_return", "bool"), ("night_duty", "bool"), ("consecutive_nights", "int2"),
                 ("consecutive_duty_days", "int2"), ("early_start", "bool"), ("forward_rotation", "int2"),

@@ -87,7 +87,7 @@ def parse_fixed_rows(data: bytes | memoryview, fields: Sequence[tuple[str, str]]
 
 def _copy_bytes(conn: psycopg.Connection[Any], query: str, params: Mapping[str, object] | Sequence[object] | None
                 ) -> bytes:
-    stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(sql.SQL(query))  # type: ignore[arg-type]
+    stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(sql.SQL(query))
     parts: list[bytes] = []
     with conn.cursor() as cur, cur.copy(stmt, params) as copy:
         for chunk in copy:
@@ -108,7 +108,7 @@ def copy_columns(conn: psycopg.Connection[Any], query: str, fields: Sequence[tup
 def copy_floor_bytes(conn: psycopg.Connection[Any], query: str,
                      params: Mapping[str, object] | Sequence[object] | None = None) -> int:
     """Stream ``query`` by binary COPY and only count the bytes: the I/O floor a job reading it cannot beat."""
-    stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(sql.SQL(query))  # type: ignore[arg-type]
+    stmt = sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(sql.SQL(query))
     total = 0
     with conn.cursor() as cur, cur.copy(stmt, params) as copy:
         for chunk in copy:
@@ -139,6 +139,6 @@ def copy_rows_in(conn: psycopg.Connection[Any], table: str, fields: Sequence[tup
                  columns: Mapping[str, np.ndarray[Any, Any]]) -> None:
     """Binary ``COPY table (fields) FROM STDIN`` of NumPy columns (see :func:`fixed_rows_bytes`)."""
     names = sql.SQL(", ").join(sql.Identifier(name) for name, _ in fields)
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(sql.SQL(table), names)  # type: ignore[arg-type]
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(sql.SQL(table), names)
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         copy.write(fixed_rows_bytes(fields, columns))
