@@ -11,7 +11,9 @@ from service.settings import Settings
 @click.command("features")
 @click.option("--full", is_flag=True, help="Recompute every participant, not only those with new data.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def features_command(full: bool, quiet: bool) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes, each taking a contiguous range of participants.")
+def features_command(full: bool, quiet: bool, workers: int) -> None:
     """Compute daily sleep, debt, regularity, HRV, resting-HR, recovery and roster features.
 
     By default only participants with new data since the last run (and every rolling window after it) are
@@ -19,7 +21,11 @@ def features_command(full: bool, quiet: bool) -> None:
     """
     settings = click.get_current_context().find_root().obj
     assert isinstance(settings, Settings)
-    summary = run_features(settings.database_url, settings.timezone, full=full, progress=not quiet)
+    if workers > 1:
+        from features.job_parallel import run_parallel
+        summary = run_parallel(settings.database_url, settings.timezone, full, workers)
+    else:
+        summary = run_features(settings.database_url, settings.timezone, full=full, progress=not quiet)
     click.echo(f"{summary.participants} participant(s): {summary.days_written} day rows and "
                f"{summary.duties_written} duty rows written in {summary.seconds:.1f} s")
     click.echo("next: `fatigue models run`, then `fatigue flags`")

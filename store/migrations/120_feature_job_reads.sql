@@ -41,16 +41,3 @@ CREATE TABLE derived.daily_state (
     pair_valid      float8 NOT NULL,
     PRIMARY KEY (participant_id, sleep_date)
 );
-
--- Job runs on several machines claim participant ranges here (features.job_claims): a range is claimed by
--- one run at a time (FOR UPDATE SKIP LOCKED on its row) and marked done for that run label.
-CREATE TABLE derived.job_ranges (
-    job         text NOT NULL,
-    run_label   text NOT NULL,
-    range_no    integer NOT NULL,
-    n_ranges    integer NOT NULL CHECK (n_ranges > 0 AND range_no >= 0 AND range_no < n_ranges),
-    claimed_by  text,
-    claimed_at  timestamptz,
-    done_at     timestamptz,
-    PRIMARY KEY (job, run_label, range_no)
-);

@@ -151,3 +151,17 @@ def test_shuffled_arrival_equals_full_recompute(world: tuple[str, list[Inbound]]
     daily, duty = _snapshot(url)
     pd.testing.assert_frame_equal(daily, reference[0])
     pd.testing.assert_frame_equal(duty, reference[1])
+
+
+def test_two_worker_processes_equal_one(world: tuple[str, list[Inbound]],
+                                        reference: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    from features.job_parallel import run_parallel
+
+    url, messages = world
+    _reset(url)
+    _deliver(url, messages)
+    summary = run_parallel(url, TZ, True, workers=2)
+    assert summary.participants == 3
+    daily, duty = _snapshot(url)
+    pd.testing.assert_frame_equal(daily, reference[0])
+    pd.testing.assert_frame_equal(duty, reference[1])
