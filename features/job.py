@@ -76,8 +76,9 @@ DAILY_COLUMNS = (
 AWAKE_LOOKBACK_S = 50 * 3600
 """Sleeps ending up to 50 h before a window are read: time awake at a duty's end looks back at most 48 h."""
 BYTES_PER_PARTICIPANT_DAY = 600_000
-"""Peak memory per participant-day of raw window in a batch (measured by benchmarks/bench_feature_job.py at
-1 Hz heart rate and 30-s stages, rounded up): the basis of :func:`batch_for_budget`."""
+"""Peak memory per participant-day of raw window in a batch: benchmarks/bench_feature_job.py measured 1.7 GB
+peak RSS for a full run of batches of 27 participants x 120 days (~520 kB per participant-day, 1-min heart rate,
+RR runs of 5 min an hour of sleep, 30-s stages), rounded up. The basis of :func:`batch_for_budget`."""
 
 
 @dataclass(frozen=True)
