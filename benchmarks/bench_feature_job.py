@@ -4,7 +4,8 @@ Run: ``python -m benchmarks.bench_feature_job [--participants 600] [--days 120] 
 
 A fresh database is migrated and filled server-side (``generate_series``, seeded by participant and day) with
 ``N`` participants x ``days``: one 8-h main sleep per night with 30-s stages, heart rate as 1-h runs of one
-sample a minute around the clock from local midnight (wear), RR as one 5-min run of ~300 beats per hour of sleep, duties on four
+sample a minute around the clock from local midnight (wear), RR as one 5-min run of ~300 beats per hour of
+sleep, duties on four
 days of seven. The last programme day is left empty. Then, in this run:
 
 1. **floor**: binary ``COPY`` of every raw column the job reads (all participants, whole history), bytes only;
