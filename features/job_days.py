@@ -86,12 +86,15 @@ def sleep_layer(ep: Episodes, wear: F64, day0: I64, n_days: int, tz: str) -> Sle
 
 
 def main_nights(ep: Episodes, layer: SleepLayer, window: B) -> tuple[I64, I64, I64, I64]:
-    """(night id = participant * n_days + day, participant, start, end) of the main sleeps of window days."""
+    """(night id = participant * n_days + day, participant, start, end) of the main sleeps of window days,
+    sorted by night id."""
     n_days = window.shape[1]
     day = layer.days.day
     inside = layer.days.is_main & (day >= 0)
     inside[inside] = window[ep.participant[inside], day[inside]]
-    return ep.participant[inside] * n_days + day[inside], ep.participant[inside], ep.start[inside], ep.end[inside]
+    night = ep.participant[inside] * n_days + day[inside]
+    order = np.argsort(night, kind="stable")  # one main sleep a day: sorted night ids are unique
+    return night[order], ep.participant[inside][order], ep.start[inside][order], ep.end[inside][order]
 
 
 def _night_values(shape: tuple[int, int], night: I64, values: F64) -> F64:

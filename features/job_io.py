@@ -23,7 +23,7 @@ import numpy.typing as npt
 import psycopg
 
 from features.roster import SHIFT_TYPES
-from store.copyio import copy_columns
+from store.copyio import copy_columns, decode_array, decode_arrays, fetch_blobs
 
 __all__ = ["DAY_COLUMNS", "MAX_SPAN_S", "Cohort", "Duties", "Episodes", "NightSeries", "Stored", "read_cohort",
            "read_duties", "read_episodes", "read_night_hr", "read_night_rr", "read_sleep_times", "read_stored",
@@ -141,34 +141,36 @@ def _params(ids: Sequence[uuid.UUID], a: I64, b: I64, **extra: object) -> dict[s
     return {"ids": list(ids), "a": a.tolist(), "b": b.tolist(), **extra}
 
 
-_EPISODES = (
-    "SELECT DISTINCT ON (p.idx, e.start_ts, e.end_ts) p.idx, e.start_ts, e.end_ts, e.in_bed, e.device_tst_min, "
-    f"e.stages FROM {_BATCH} JOIN raw.sleep_episodes e ON e.participant_id = p.participant_id "
-    "AND e.start_ts >= to_timestamp(p.a - %(span)s) AND e.start_ts < to_timestamp(p.b) "
-    "AND e.end_ts > to_timestamp(p.a) "
-    "ORDER BY p.idx, e.start_ts, e.end_ts, e.ingested_at, e.device_id")
+def _csr_take(values: npt.NDArray[np.generic], counts: I64, take: I64) -> tuple[npt.NDArray[np.generic], I64]:
+    """Segments ``take`` (in that order) of a CSR array with segment lengths ``counts``; new values, offsets."""
+    starts = np.cumsum(counts) - counts
+    n = counts[take]
+    k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    return values[np.repeat(starts[take], n) + k], np.concatenate(([0], np.cumsum(n))).astype(np.int64)
 
 
 def read_episodes(conn: Conn, ids: Sequence[uuid.UUID], a: I64, b: I64) -> Episodes:
-    """Sleep episodes overlapping ``[a, b)``, one per (participant, start, end): replays count once.
-
-    Two COPYs (headers, then stages unnested in the same order) inside the caller's repeatable-read snapshot.
-    """
-    params = _params(ids, a, b, span=MAX_SPAN_S)
-    head = copy_columns(conn, (
-        "SELECT (x.idx - 1)::int4, (extract(epoch FROM x.start_ts))::int8, (extract(epoch FROM x.end_ts))::int8, "
-        "x.in_bed, coalesce(x.device_tst_min, 'NaN')::float8, coalesce(cardinality(x.stages), 0)::int4 "
-        f"FROM ({_EPISODES}) x"),
-        [("p", "int4"), ("s", "int8"), ("e", "int8"), ("in_bed", "bool"), ("tst", "float8"), ("n", "int4")],
-        params)
-    stages = copy_columns(conn, (
-        f"SELECT u.v::int2 FROM ({_EPISODES}) x CROSS JOIN LATERAL unnest(x.stages) WITH ORDINALITY AS u(v, k)"),
-        [("v", "int2")], params)["v"]
-    lengths = head["n"].astype(np.int64)
-    if int(lengths.sum()) != stages.size:
-        raise RuntimeError("sleep stages changed between two reads of one snapshot")
-    return Episodes(head["p"].astype(np.int64), head["s"], head["e"], head["in_bed"], head["tst"],
-                    stages.astype(np.int8), np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
+    """Sleep episodes overlapping ``[a, b)``, one per (participant, start, end): replays count once (the first
+    ingested; ties by device). One aggregate row of ``array_send`` blobs; de-duplicated and sorted here."""
+    blobs = fetch_blobs(conn, (
+        "SELECT array_send(array_agg((p.idx - 1)::int4)), array_send(array_agg(extract(epoch FROM e.start_ts)::int8)), "
+        "array_send(array_agg(extract(epoch FROM e.end_ts)::int8)), "
+        "array_send(array_agg((extract(epoch FROM e.ingested_at) * 1000000)::int8)), "
+        "array_send(array_agg(hashtext(e.device_id))), array_send(array_agg(e.in_bed)), "
+        "array_send(array_agg(coalesce(e.device_tst_min, 'NaN')::float8)), "
+        "array_send(array_agg(coalesce(cardinality(e.stages), 0))), "
+        "string_agg(array_send(coalesce(e.stages, '{}'::smallint[])), ''::bytea) "
+        f"FROM {_BATCH} JOIN raw.sleep_episodes e ON e.participant_id = p.participant_id "
+        "AND e.start_ts >= to_timestamp(p.a - %(span)s) AND e.start_ts < to_timestamp(p.b) "
+        "AND e.end_ts > to_timestamp(p.a)"), _params(ids, a, b, span=MAX_SPAN_S))
+    kinds = ("int4", "int8", "int8", "int8", "int4", "bool", "float8", "int4")
+    pidx, start, end, ingested, dev, in_bed, tst, n = (decode_array(x, k) for x, k in zip(blobs, kinds, strict=False))
+    order = np.lexsort((dev, ingested, end, start, pidx))
+    first = np.r_[True, (np.diff(pidx[order]) != 0) | (np.diff(start[order]) != 0) | (np.diff(end[order]) != 0)]
+    take = order[first]
+    stages, offsets = _csr_take(decode_arrays(blobs[8], n, "int2"), n.astype(np.int64), take)
+    return Episodes(pidx[take].astype(np.int64), start[take], end[take], in_bed[take].astype(np.bool_), tst[take],
+                    stages.astype(np.int8), offsets)
 
 
 def read_sleep_times(conn: Conn, ids: Sequence[uuid.UUID], a: I64, b: I64) -> tuple[I64, I64, I64]:
@@ -204,17 +206,19 @@ def read_wear(conn: Conn, ids: Sequence[uuid.UUID], a: I64, b: I64, day0: I64, n
     """
     cols = copy_columns(conn, (
         "SELECT (p.idx - 1)::int4, ((timezone(%(tz)s, r.start_ts))::date - date '1970-01-01')::int4, "
-        "(extract(epoch FROM r.end_ts - r.start_ts) * 1000)::int8 "
+        "sum((extract(epoch FROM r.end_ts - r.start_ts) * 1000)::int8)::int8 "
         f"FROM {_BATCH} JOIN raw.hr_runs r ON r.participant_id = p.participant_id "
-        "AND r.start_ts >= to_timestamp(p.a) AND r.start_ts < to_timestamp(p.b)"),
+        "AND r.start_ts >= to_timestamp(p.a) AND r.start_ts < to_timestamp(p.b) GROUP BY 1, 2"),
         [("p", "int4"), ("day", "int4"), ("ms", "int8")], _params(ids, a, b, tz=tz))
     idx = cols["p"].astype(np.int64)
     day = cols["day"] - day0[idx]
     ok = (day >= 0) & (day < n_days)
     cell = idx[ok] * n_days + day[ok]
     size = len(ids) * n_days
-    ms = np.bincount(cell, weights=cols["ms"][ok], minlength=size)  # float64 sums of ints < 2**53: exact
-    seen = np.bincount(cell, minlength=size) > 0
+    ms = np.zeros(size)
+    ms[cell] = cols["ms"][ok]  # one row per participant-day: integer ms summed on the server, exact
+    seen = np.zeros(size, np.bool_)
+    seen[cell] = True
     return np.where(seen, np.minimum(ms / 3_600_000.0, 24.0), np.nan).reshape(len(ids), n_days)
 
 
@@ -228,28 +232,47 @@ _NIGHTS = ("(SELECT n.night, q.participant_id, n.s, n.e FROM unnest(%(night)s::i
            "AS q(participant_id, idx) ON q.idx = n.pidx) n")
 
 
+NIGHTS_PER_QUERY = 1000
+"""Nights per aggregate read: bounds one blob row (1 Hz heart rate: ~170 kB a night) far below 1 GB."""
+
+
+def _night_chunks(night: I64) -> list[slice]:
+    return [slice(i, i + NIGHTS_PER_QUERY) for i in range(0, night.size, NIGHTS_PER_QUERY)]
+
+
 def read_night_hr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant: I64, start: I64,
                   end: I64) -> NightSeries:
     """Minute-mean heart rate inside each main sleep ``[start, end)`` (epoch s), one series per night.
 
-    Samples come back as (night, ms, bpm) rows; the minute means are one ``np.unique`` and two ``np.bincount``
-    (integer sums, so exact in any order) instead of a server-side hash aggregate.
+    The runs overlapping each night come back whole as ``array_send`` blobs; samples are cut to the night and
+    averaged per minute here (one ``np.unique``, two ``np.bincount``; integer sums, exact in any order).
     """
-    cols = copy_columns(conn, (
-        "SELECT n.night::int8, r.t0 + u.o::int8, u.b::int2 FROM " + _NIGHTS + " CROSS JOIN LATERAL ("
-        "SELECT (extract(epoch FROM h.start_ts) * 1000)::int8 AS t0, h.offsets_ms, h.bpm FROM raw.hr_runs h "
-        "WHERE h.participant_id = n.participant_id AND h.start_ts >= to_timestamp(n.s - %(span)s) "
-        "AND h.start_ts < to_timestamp(n.e) AND h.end_ts > to_timestamp(n.s)) r "
-        "CROSS JOIN LATERAL unnest(r.offsets_ms, r.bpm) AS u(o, b) "
-        "WHERE r.t0 + u.o >= n.s * 1000 AND r.t0 + u.o < n.e * 1000"),
-        [("night", "int8"), ("t", "int8"), ("bpm", "int2")], _nights(ids, night, participant, start, end))
-    if cols["t"].size == 0:
+    parts: list[tuple[I64, I64, npt.NDArray[np.int16]]] = []
+    for sl in _night_chunks(night):
+        blobs = fetch_blobs(conn, (
+            "SELECT array_send(array_agg(n.night)), array_send(array_agg(r.t0)), "
+            "array_send(array_agg(cardinality(r.bpm))), string_agg(array_send(r.offsets_ms::int8[]), ''::bytea), "
+            "string_agg(array_send(r.bpm), ''::bytea) FROM " + _NIGHTS + " CROSS JOIN LATERAL ("
+            "SELECT (extract(epoch FROM h.start_ts) * 1000)::int8 AS t0, h.offsets_ms, h.bpm FROM raw.hr_runs h "
+            "WHERE h.participant_id = n.participant_id AND h.start_ts >= to_timestamp(n.s - %(span)s) "
+            "AND h.start_ts < to_timestamp(n.e) AND h.end_ts > to_timestamp(n.s)) r"),
+            _nights(ids, night[sl], participant[sl], start[sl], end[sl]))
+        n = decode_array(blobs[2], "int4").astype(np.int64)
+        run_night = decode_array(blobs[0], "int8")
+        t = np.repeat(decode_array(blobs[1], "int8"), n) + decode_arrays(blobs[3], n, "int8")
+        nid = np.repeat(run_night, n)
+        pos = np.searchsorted(night, nid)  # nights are sorted and unique
+        keep = (t >= start[pos] * 1000) & (t < end[pos] * 1000)
+        parts.append((nid[keep], t[keep], decode_arrays(blobs[4], n, "int2")[keep]))
+    if not parts or sum(p[0].size for p in parts) == 0:
         return _empty()
-    minute = cols["t"] // 60_000
-    key = (cols["night"] << 32) | (minute - int(minute.min()))
+    nid, t, bpm = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    minute = t // 60_000
+    m0 = int(minute.min())
+    key = (nid << 32) | (minute - m0)
     uniq, inv = np.unique(key, return_inverse=True)
-    mean = np.bincount(inv, weights=cols["bpm"].astype(np.float64)) / np.bincount(inv)
-    return _minute_series(uniq >> 32, (uniq & 0xFFFFFFFF) * 60 + int(minute.min()) * 60, mean)
+    mean = np.bincount(inv, weights=bpm.astype(np.float64)) / np.bincount(inv)
+    return _minute_series(uniq >> 32, ((uniq & 0xFFFFFFFF) + m0) * 60, mean)
 
 
 def read_night_rr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant: I64, start: I64,
@@ -258,26 +281,33 @@ def read_night_rr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant:
 
     Runs starting at the same instant on two devices count once (the first device by id).
     """
-    cols = copy_columns(conn, (
-        "SELECT n.night::int8, r.t0, u.k::int8, u.v::int2 FROM " + _NIGHTS + " CROSS JOIN LATERAL ("
-        "SELECT DISTINCT ON (x.start_ts) (extract(epoch FROM x.start_ts) * 1000)::int8 AS t0, x.rr_ms "
-        "FROM raw.rr_runs x WHERE x.participant_id = n.participant_id AND x.start_ts >= to_timestamp(n.s) "
-        "AND x.start_ts < to_timestamp(n.e) ORDER BY x.start_ts, x.device_id) r "
-        "CROSS JOIN LATERAL unnest(r.rr_ms) WITH ORDINALITY AS u(v, k)"),
-        [("night", "int8"), ("t0", "int8"), ("k", "int8"), ("rr", "int2")],
-        _nights(ids, night, participant, start, end))
-    nights, t0, k = cols["night"], cols["t0"], cols["k"]
-    if nights.size == 0:
+    parts: list[tuple[I64, I64, I64, npt.NDArray[np.int16]]] = []
+    for sl in _night_chunks(night):
+        blobs = fetch_blobs(conn, (
+            "SELECT array_send(array_agg(n.night)), array_send(array_agg(r.t0)), "
+            "array_send(array_agg(cardinality(r.rr_ms))), string_agg(array_send(r.rr_ms), ''::bytea) "
+            "FROM " + _NIGHTS + " CROSS JOIN LATERAL ("
+            "SELECT DISTINCT ON (x.start_ts) (extract(epoch FROM x.start_ts) * 1000)::int8 AS t0, x.rr_ms "
+            "FROM raw.rr_runs x WHERE x.participant_id = n.participant_id AND x.start_ts >= to_timestamp(n.s) "
+            "AND x.start_ts < to_timestamp(n.e) ORDER BY x.start_ts, x.device_id) r"),
+            _nights(ids, night[sl], participant[sl], start[sl], end[sl]))
+        n = decode_array(blobs[2], "int4").astype(np.int64)
+        parts.append((decode_array(blobs[0], "int8"), decode_array(blobs[1], "int8"), n,
+                      decode_arrays(blobs[3], n, "int2")))
+    if not parts or sum(p[0].size for p in parts) == 0:
         return _empty()
-    order = np.lexsort((k, t0, nights))
-    nights, t0, rr = nights[order], t0[order], cols["rr"][order].astype(np.float64)
-    new_run = np.r_[True, (nights[1:] != nights[:-1]) | (t0[1:] != t0[:-1])]
+    run_night, t0, n = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    order = np.lexsort((t0, run_night))
+    rr, _ = _csr_take(np.concatenate([p[3] for p in parts]), n, order)
+    run_night, t0, n = run_night[order], t0[order], n[order]
+    rr = rr.astype(np.float64)
     csum = np.cumsum(rr)
-    run_base = (csum - rr)[new_run]  # cumulative sum before each run's first beat
-    ends = t0 + (csum - np.repeat(run_base, np.diff(np.r_[np.flatnonzero(new_run), rr.size]))).astype(np.int64)
-    ids_, first = np.unique(nights, return_index=True)
-    offsets = np.r_[first, nights.size].astype(np.int64)
-    return NightSeries(ids_, rr, ends, offsets)
+    before = np.repeat(np.cumsum(n) - n, n)  # index of each beat's run start
+    run_base = np.concatenate(([0.0], csum))[before]
+    ends = np.repeat(t0, n) + (csum - run_base).astype(np.int64)
+    nights = np.repeat(run_night, n)
+    uniq, first = np.unique(nights, return_index=True)
+    return NightSeries(uniq, rr, ends, np.r_[first, nights.size].astype(np.int64))
 
 
 def _empty() -> NightSeries:

@@ -142,3 +142,68 @@ def copy_rows_in(conn: psycopg.Connection[Any], table: str, fields: Sequence[tup
     stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT binary)").format(sql.SQL(table), names)
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         copy.write(fixed_rows_bytes(fields, columns))
+
+
+# --- arrays as ``array_send`` blobs: one aggregate row instead of one COPY message per sample ---------------------
+#
+# ``array_send(a)`` is the binary wire form of an array: int32 ndim, int32 has-nulls flag, int32 element type
+# OID, then per dimension int32 length and int32 lower bound, then per element int32 byte length and the
+# big-endian value (an empty array is the 12-byte header with ndim 0). A job aggregates many runs into one row:
+# ``array_send(array_agg(key))`` per key column and ``string_agg(array_send(samples), '')`` for the samples,
+# all in one plain (ungrouped) aggregate, so every column sees the runs in the same order, nothing is sorted or
+# hashed on the server (no temp files) and the client decodes with a few vectorised gathers.
+
+
+def _gather(buf: np.ndarray[Any, Any], pos: np.ndarray[Any, Any], kind: str) -> np.ndarray[Any, Any]:
+    """Big-endian values of type ``kind`` starting at byte positions ``pos`` of ``buf`` (uint8)."""
+    width = np.dtype(WIRE[kind]).itemsize
+    raw = buf[pos[:, None] + np.arange(width)].reshape(-1)
+    return raw.view(WIRE[kind]).astype(np.dtype(WIRE[kind]).newbyteorder("="))
+
+
+def decode_array(blob: bytes | None, kind: str) -> np.ndarray[Any, Any]:
+    """Values of a one-dimensional ``array_send`` blob of element type ``kind`` without NULLs (None -> empty)."""
+    return decode_arrays(blob, None, kind)
+
+
+def decode_arrays(blob: bytes | None, counts: np.ndarray[Any, Any] | None, kind: str) -> np.ndarray[Any, Any]:
+    """Concatenated values of concatenated ``array_send`` blobs holding ``counts[j]`` elements each.
+
+    With ``counts`` None the blob is a single array whose length is read from its header.
+
+    Raises
+    ------
+    CopyFormatError
+        A blob is not a one-dimensional array of ``kind`` without NULLs, or the counts do not add up.
+    """
+    width = np.dtype(WIRE[kind]).itemsize
+    if not blob:
+        if counts is not None and int(np.sum(counts)) > 0:
+            raise CopyFormatError("array blob missing")
+        return np.zeros(0, np.dtype(WIRE[kind]).newbyteorder("="))
+    buf = np.frombuffer(blob, np.uint8)
+    if counts is None:
+        ndim = int.from_bytes(blob[:4], "big")
+        counts = np.array([int.from_bytes(blob[12:16], "big") if ndim else 0], np.int64)
+    n = np.asarray(counts, np.int64)
+    sizes = np.where(n > 0, 20 + n * (4 + width), 12)
+    starts = np.cumsum(sizes) - sizes
+    if int(sizes.sum()) != buf.size:
+        raise CopyFormatError("array blobs do not match their element counts")
+    full = starts[n > 0]
+    if full.size and not ((_gather(buf, full, "int4") == 1).all() and (_gather(buf, full + 4, "int4") == 0).all()
+                          and (_gather(buf, full + 12, "int4") == n[n > 0]).all()):
+        raise CopyFormatError("array blob is not one-dimensional without NULLs")
+    first = np.repeat(starts + 20, n)
+    k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    pos = first + k * (4 + width)
+    if pos.size and not (_gather(buf, pos, "int4") == width).all():
+        raise CopyFormatError(f"array element is NULL or not {width} bytes wide")
+    return _gather(buf, pos + 4, kind)
+
+
+def fetch_blobs(conn: psycopg.Connection[Any], query: str,
+                params: Mapping[str, object] | Sequence[object] | None = None) -> tuple[bytes | None, ...]:
+    """The single row of an aggregate query whose columns are all ``bytea``, as bytes (None for NULL)."""
+    row = conn.execute(query, params, binary=True).fetchone()  # type: ignore[call-overload]
+    return tuple(None if v is None else bytes(v) for v in row) if row else ()
