@@ -297,17 +297,18 @@ def read_night_rr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant:
     if not parts or sum(p[0].size for p in parts) == 0:
         return _empty()
     run_night, t0, n = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    order = np.lexsort((t0, run_night))
-    rr, _ = _csr_take(np.concatenate([p[3] for p in parts]), n, order)
-    run_night, t0, n = run_night[order], t0[order], n[order]
-    rr = rr.astype(np.float64)
+    values = np.concatenate([p[3] for p in parts])
+    order = np.lexsort((t0, run_night))  # per run, not per beat
+    if not (order == np.arange(order.size)).all():
+        values, _ = _csr_take(values, n, order)
+        run_night, t0, n = run_night[order], t0[order], n[order]
+    rr = values.astype(np.float64)
     csum = np.cumsum(rr)
-    before = np.repeat(np.cumsum(n) - n, n)  # index of each beat's run start
-    run_base = np.concatenate(([0.0], csum))[before]
-    ends = np.repeat(t0, n) + (csum - run_base).astype(np.int64)
-    nights = np.repeat(run_night, n)
-    uniq, first = np.unique(nights, return_index=True)
-    return NightSeries(uniq, rr, ends, np.r_[first, nights.size].astype(np.int64))
+    run_first = np.cumsum(n) - n  # index of each run's first beat
+    before_run = np.concatenate(([0.0], csum))[run_first]  # sum of all beats before the run
+    ends = np.repeat(t0, n) + (csum - np.repeat(before_run, n)).astype(np.int64)
+    new_night = np.r_[True, run_night[1:] != run_night[:-1]]
+    return NightSeries(run_night[new_night], rr, ends, np.r_[run_first[new_night], rr.size].astype(np.int64))
 
 
 def _empty() -> NightSeries:

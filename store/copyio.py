@@ -194,16 +194,17 @@ def decode_arrays(blob: bytes | None, counts: np.ndarray[Any, Any] | None, kind:
     if full.size and not ((_gather(buf, full, "int4") == 1).all() and (_gather(buf, full + 4, "int4") == 0).all()
                           and (_gather(buf, full + 12, "int4") == n[n > 0]).all()):
         raise CopyFormatError("array blob is not one-dimensional without NULLs")
-    first = np.repeat(starts + 20, n)
-    k = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
-    pos = first + k * (4 + width)
-    if pos.size and not (_gather(buf, pos, "int4") == width).all():
+    keep = np.ones(buf.size, np.bool_)  # drop the headers; the element records then have one stride
+    keep[(starts[:, None] + np.arange(12)).reshape(-1)] = False
+    keep[(full[:, None] + np.arange(12, 20)).reshape(-1)] = False
+    records = np.frombuffer(buf[keep].tobytes(), np.dtype([("len", ">i4"), ("v", WIRE[kind])]))
+    if records.size and not (records["len"] == width).all():
         raise CopyFormatError(f"array element is NULL or not {width} bytes wide")
-    return _gather(buf, pos + 4, kind)
+    return records["v"].astype(np.dtype(WIRE[kind]).newbyteorder("="))
 
 
 def fetch_blobs(conn: psycopg.Connection[Any], query: str,
                 params: Mapping[str, object] | Sequence[object] | None = None) -> tuple[bytes | None, ...]:
     """The single row of an aggregate query whose columns are all ``bytea``, as bytes (None for NULL)."""
-    row = conn.execute(query, params, binary=True).fetchone()  # type: ignore[call-overload]
+    row = conn.execute(query, params, binary=True).fetchone()
     return tuple(None if v is None else bytes(v) for v in row) if row else ()
