@@ -170,11 +170,13 @@ def _batches(n: int, size: int) -> Iterator[slice]:
 
 def run_features(database_url: str, tz: str = "Europe/London", full: bool = False, progress: bool = False,
                  batch_size: int | None = None, memory_mb: float = 2000.0,
-                 participants: slice | None = None) -> FeatureRunSummary:
+                 participants: slice | None = None,
+                 id_range: tuple[uuid.UUID, uuid.UUID | None] | None = None) -> FeatureRunSummary:
     """Recompute and upsert daily and duty features (incremental unless ``full``); safe to run twice.
 
     ``batch_size`` defaults to what ``memory_mb`` allows for the longest window of the run; ``participants``
-    restricts the run to a slice of the cohort (ordered by id), which is how parallel workers split it.
+    restricts the run to a slice of the cohort (ordered by id), which is how parallel workers split it, and
+    ``id_range`` to a participant UUID range ``[lo, hi)`` (how runs on several machines split it).
     """
     started = time.perf_counter()
     days_written = duties_written = 0
@@ -182,7 +184,7 @@ def run_features(database_url: str, tz: str = "Europe/London", full: bool = Fals
         row = conn.execute("SELECT now(), (now() AT TIME ZONE %s)::date", (tz,)).fetchone()
         assert row is not None
         snapshot, today = row
-        cohort = job_io.read_cohort(conn, full, today, N_DAYS)
+        cohort = job_io.read_cohort(conn, full, today, N_DAYS, id_range)
         conn.commit()
         part = participants or slice(0, len(cohort.ids))
         ids, day0, lo, hi = cohort.ids[part], cohort.day0[part], cohort.lo[part], cohort.hi[part]

@@ -105,13 +105,16 @@ class Stored:
     pair_valid: F64
 
 
-def read_cohort(conn: Conn, full: bool, today: date, n_days: int) -> Cohort:
+def read_cohort(conn: Conn, full: bool, today: date, n_days: int,
+                id_range: tuple[uuid.UUID, uuid.UUID | None] | None = None) -> Cohort:
     """Participants to process and the days of each to recompute from raw data.
 
     Full: everyone, days ``0 .. today``. Incremental: participants with dirty days up to today, or with days up
     to today (or the programme end) that have no row yet; their window spans the dirty days +- 1 day (a night
-    touches the evening before and the day it ends) and every day without a row.
+    touches the evening before and the day it ends) and every day without a row. ``id_range`` = ``[lo, hi)``
+    restricts the cohort to a participant UUID range (``hi`` None: open; see `features.job_claims`).
     """
+    lo_id, hi_id = id_range if id_range else (uuid.UUID(int=0), None)
     rows = conn.execute(
         "WITH d AS (SELECT participant_id, min(sleep_date) AS lo, max(sleep_date) AS hi FROM ingest.dirty_days "
         "WHERE sleep_date <= %(today)s GROUP BY 1) "
@@ -121,9 +124,11 @@ def read_cohort(conn: Conn, full: bool, today: date, n_days: int) -> Cohort:
         "FROM core.participants p LEFT JOIN d USING (participant_id) "
         "LEFT JOIN LATERAL (SELECT f.sleep_date AS last FROM derived.daily_features f "
         "WHERE f.participant_id = p.participant_id ORDER BY f.sleep_date DESC LIMIT 1) s ON NOT %(full)s "
-        "WHERE %(full)s OR d.participant_id IS NOT NULL "
-        "OR coalesce(s.last, p.programme_start - 1) < least(%(today)s, p.programme_start + %(last)s) "
-        "ORDER BY p.participant_id", {"today": today, "full": full, "last": n_days - 1}).fetchall()
+        "WHERE (%(full)s OR d.participant_id IS NOT NULL "
+        "OR coalesce(s.last, p.programme_start - 1) < least(%(today)s, p.programme_start + %(last)s)) "
+        "AND p.participant_id >= %(lo)s AND (%(hi)s::uuid IS NULL OR p.participant_id < %(hi)s) "
+        "ORDER BY p.participant_id",
+        {"today": today, "full": full, "last": n_days - 1, "lo": lo_id, "hi": hi_id}).fetchall()
     ids = [r[0] for r in rows]
     num = np.array([r[1:] for r in rows], dtype=np.int64).reshape(-1, 4)
     day0, dirty_lo, dirty_hi, last = num.T

@@ -165,3 +165,33 @@ def test_two_worker_processes_equal_one(world: tuple[str, list[Inbound]],
     daily, duty = _snapshot(url)
     pd.testing.assert_frame_equal(daily, reference[0])
     pd.testing.assert_frame_equal(duty, reference[1])
+
+
+def test_runs_claiming_ranges_side_by_side_cover_everyone_once(
+        world: tuple[str, list[Inbound]], reference: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """Two workers of one labelled run split the ranges; a range left claimed by a dead worker is taken over."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from features.job_claims import id_range, run_claimed
+
+    url, messages = world
+    _reset(url)
+    _deliver(url, messages)
+    with psycopg.connect(url) as conn:  # a worker that claimed range 0 and died (its lock went with it)
+        conn.execute("INSERT INTO derived.job_ranges (job, run_label, range_no, n_ranges, claimed_by) "
+                     "VALUES ('features', 'night-1', 0, 4, 'dead:1')")
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: run_claimed(url, TZ, False, 4, "night-1"), range(2)))
+    ranges = sorted(r for res in results for r in res.ranges)
+    assert ranges == [0, 1, 2, 3], "every range exactly once"
+    assert sum(res.features.participants for res in results) == 3
+    daily, duty = _snapshot(url)
+    pd.testing.assert_frame_equal(daily, reference[0])
+    pd.testing.assert_frame_equal(duty, reference[1])
+    again = run_claimed(url, TZ, False, 4, "night-1")
+    assert again.ranges == (), "a finished run label does nothing"
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM derived.job_ranges WHERE run_label = 'night-1' "
+                            "AND done_at IS NOT NULL").fetchone() == (4,)
+    lo, hi = id_range(1, 4)
+    assert hi is not None and lo.int == 1 << 126 and hi.int == 1 << 127
