@@ -23,7 +23,7 @@ import numpy.typing as npt
 import psycopg
 
 from features.roster import SHIFT_TYPES
-from store.copyio import copy_columns, decode_array, decode_arrays, fetch_blobs
+from store.copyio import decode_array, decode_arrays, fetch_blobs, fetch_columns
 
 __all__ = ["DAY_COLUMNS", "MAX_SPAN_S", "Cohort", "Duties", "Episodes", "NightSeries", "Stored", "read_cohort",
            "read_duties", "read_episodes", "read_night_hr", "read_night_rr", "read_sleep_times", "read_stored",
@@ -180,7 +180,7 @@ def read_episodes(conn: Conn, ids: Sequence[uuid.UUID], a: I64, b: I64) -> Episo
 
 def read_sleep_times(conn: Conn, ids: Sequence[uuid.UUID], a: I64, b: I64) -> tuple[I64, I64, I64]:
     """(participant, start, end) of the distinct sleep episodes ending in ``[a, b)``: no stages, for time awake."""
-    cols = copy_columns(conn, (
+    cols = fetch_columns(conn, (
         "SELECT DISTINCT (p.idx - 1)::int4, (extract(epoch FROM e.start_ts))::int8, "
         f"(extract(epoch FROM e.end_ts))::int8 FROM {_BATCH} JOIN raw.sleep_episodes e "
         "ON e.participant_id = p.participant_id AND e.start_ts >= to_timestamp(p.a - %(span)s) "
@@ -192,14 +192,16 @@ def read_sleep_times(conn: Conn, ids: Sequence[uuid.UUID], a: I64, b: I64) -> tu
 def read_duties(conn: Conn, ids: Sequence[uuid.UUID]) -> Duties:
     """Every duty of the batch (rosters are small: about one row a day), sorted by participant then start."""
     n = len(ids)
-    cols = copy_columns(conn, (
+    cols = fetch_columns(conn, (
         "SELECT (p.idx - 1)::int4, (extract(epoch FROM d.start_ts))::int8, (extract(epoch FROM d.end_ts))::int8, "
         "(coalesce(array_position(%(names)s::text[], d.shift_type), %(other)s) - 1)::int2, d.overtime "
         f"FROM {_BATCH} JOIN core.duties d USING (participant_id) ORDER BY p.idx, d.start_ts"),
         [("p", "int4"), ("s", "int8"), ("e", "int8"), ("code", "int2"), ("overtime", "bool")],
         _params(ids, np.zeros(n, np.int64), np.zeros(n, np.int64), names=list(SHIFT_TYPES),
                 other=SHIFT_TYPES.index("other") + 1))
-    return Duties(cols["p"].astype(np.int64), cols["s"], cols["e"], cols["code"].astype(np.int8), cols["overtime"])
+    o = np.lexsort((cols["s"], cols["p"]))  # the kernels need participant-then-start order; do not trust SQL
+    return Duties(cols["p"][o].astype(np.int64), cols["s"][o], cols["e"][o], cols["code"][o].astype(np.int8),
+                  cols["overtime"][o])
 
 
 def read_wear(conn: Conn, ids: Sequence[uuid.UUID], a: I64, b: I64, day0: I64, n_days: int, tz: str) -> F64:
@@ -209,7 +211,7 @@ def read_wear(conn: Conn, ids: Sequence[uuid.UUID], a: I64, b: I64, day0: I64, n
     hour long at 1 Hz, so the error at midnight is bounded by that. Durations are summed as integer ms (exact
     in any order). Days without any run are NaN (no wear signal).
     """
-    cols = copy_columns(conn, (
+    cols = fetch_columns(conn, (
         "SELECT (p.idx - 1)::int4, ((timezone(%(tz)s, r.start_ts))::date - date '1970-01-01')::int4, "
         "sum((extract(epoch FROM r.end_ts - r.start_ts) * 1000)::int8)::int8 "
         f"FROM {_BATCH} JOIN raw.hr_runs r ON r.participant_id = p.participant_id "
@@ -341,7 +343,7 @@ def read_stored(conn: Conn, ids: Sequence[uuid.UUID], day0: I64, n_days: int) ->
     fields = [("p", "int4"), ("d", "int4"), ("valid", "bool"), ("n_ep", "int2"), ("pm", "float8"), ("pv", "float8"),
               *[(c, "float8") for c in DAY_COLUMNS]]
     reals = ", ".join(f"coalesce(f.{c}, 'NaN')::float8" for c in DAY_COLUMNS)
-    cols = copy_columns(conn, (
+    cols = fetch_columns(conn, (
         "SELECT (p.idx - 1)::int4, (f.sleep_date - date '1970-01-01' - p.a)::int4, f.valid_sleep_day, "
         "f.n_episodes::int2, coalesce(s.pair_match, 'NaN')::float8, coalesce(s.pair_valid, 'NaN')::float8, "
         f"{reals} FROM {_BATCH} JOIN derived.daily_features f ON f.participant_id = p.participant_id "

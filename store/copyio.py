@@ -22,7 +22,8 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-__all__ = ["PG_EPOCH_S", "CopyFormatError", "copy_columns", "copy_floor_bytes", "copy_rows_in", "fixed_rows_bytes",
+__all__ = ["PG_EPOCH_S", "CopyFormatError", "copy_columns", "copy_floor_bytes", "copy_rows_in", "decode_array",
+           "decode_arrays", "fetch_blobs", "fetch_columns", "fixed_rows_bytes",
            "parse_fixed_rows"]
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -208,3 +209,19 @@ def fetch_blobs(conn: psycopg.Connection[Any], query: str,
     """The single row of an aggregate query whose columns are all ``bytea``, as bytes (None for NULL)."""
     row = conn.execute(query, params, binary=True).fetchone()
     return tuple(None if v is None else bytes(v) for v in row) if row else ()
+
+
+def fetch_columns(conn: psycopg.Connection[Any], query: str, fields: Sequence[tuple[str, str]],
+                  params: Mapping[str, object] | Sequence[object] | None = None) -> dict[str, np.ndarray[Any, Any]]:
+    """Like :func:`copy_columns`, but the server aggregates each column into one ``array_send`` blob.
+
+    One result row instead of one COPY message per row: for the many small rows of a batch (stored daily rows,
+    duties) the per-message cost of the client dominates otherwise. Every column is aggregated from the same
+    row stream, so the columns stay aligned (and in the order of ``query``). Aggregating into arrays holds the
+    result in server memory: use it for results of at most tens of MB (one batch).
+    """
+    names = [f"c{i}" for i in range(len(fields))]
+    select = ", ".join(f"array_send(array_agg(x.{c}))" for c in names)
+    blobs = fetch_blobs(conn, f"SELECT {select} FROM ({query}) AS x({', '.join(names)})", params)
+    return {name: decode_array(blob, kind).astype(np.bool_) if kind == "bool" else decode_array(blob, kind)
+            for (name, kind), blob in zip(fields, blobs, strict=True)}
