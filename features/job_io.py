@@ -270,16 +270,33 @@ def read_night_hr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant:
         nid = np.repeat(run_night, n)
         pos = np.searchsorted(night, nid)  # nights are sorted and unique
         keep = (t >= start[pos] * 1000) & (t < end[pos] * 1000)
-        parts.append((nid[keep], t[keep], decode_arrays(blobs[4], n, "int2")[keep]))
+        parts.append((pos[keep], t[keep] // 60_000, decode_arrays(blobs[4], n, "int2")[keep]))
     if not parts or sum(p[0].size for p in parts) == 0:
         return _empty()
-    nid, t, bpm = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    minute = t // 60_000
-    m0 = int(minute.min())
-    key = (nid << 32) | (minute - m0)
-    uniq, inv = np.unique(key, return_inverse=True)
-    mean = np.bincount(inv, weights=bpm.astype(np.float64)) / np.bincount(inv)
-    return _minute_series(uniq >> 32, ((uniq & 0xFFFFFFFF) + m0) * 60, mean)
+    pos, minute, bpm = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    # one grid cell per minute of each night [start, end]: sums and counts by bincount, no sort
+    m_lo, m_hi = start // 60, (end - 1) // 60
+    offsets = np.concatenate(([0], np.cumsum(m_hi - m_lo + 1)))
+    cell = offsets[pos] + (minute - m_lo[pos])
+    count = np.bincount(cell, minlength=int(offsets[-1]))
+    total = np.asarray(np.bincount(cell, weights=bpm.astype(np.float64), minlength=int(offsets[-1])), np.float64)
+    return _minute_grid(night, m_lo, offsets, count, total)
+
+
+def _minute_grid(night: I64, m_lo: I64, offsets: I64, count: I64, total: F64) -> NightSeries:
+    """Per night, the minutes from its first to its last sample (CSR), mean bpm or NaN for empty minutes."""
+    nz = np.flatnonzero(count)
+    owner = np.searchsorted(offsets, nz, side="right") - 1
+    head = np.r_[True, owner[1:] != owner[:-1]]
+    tail = np.r_[owner[1:] != owner[:-1], True]
+    first, last, has = nz[head], nz[tail], owner[head]
+    length = last - first + 1
+    k = np.arange(int(length.sum())) - np.repeat(np.cumsum(length) - length, length)
+    cells = np.repeat(first, length) + k
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = np.where(count[cells] > 0, total[cells] / count[cells], np.nan)
+    minutes = m_lo[np.repeat(has, length)] + (cells - offsets[np.repeat(has, length)])
+    return NightSeries(night[has], values, minutes * 60_000, np.concatenate(([0], np.cumsum(length))).astype(np.int64))
 
 
 def read_night_rr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant: I64, start: I64,
@@ -320,21 +337,6 @@ def read_night_rr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant:
 
 def _empty() -> NightSeries:
     return NightSeries(np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(1, np.int64))
-
-
-def _minute_series(night: I64, t: I64, v: F64) -> NightSeries:
-    """Sorted (night, minute epoch s, mean bpm) -> per-night series on a full minute grid (CSR)."""
-    first = np.r_[True, night[1:] != night[:-1]]
-    starts = t[np.maximum.accumulate(np.where(first, np.arange(t.size), 0))]  # each night's first minute
-    minute = (t - starts) // 60
-    ids, inv = np.unique(night, return_inverse=True)
-    length = np.zeros(ids.size, np.int64)
-    np.maximum.at(length, inv, minute + 1)
-    offsets = np.concatenate(([0], np.cumsum(length)))
-    values = np.full(int(offsets[-1]), np.nan)
-    values[offsets[inv] + minute] = v
-    times = np.repeat(starts[first], length) + 60 * (np.arange(int(offsets[-1])) - np.repeat(offsets[:-1], length))
-    return NightSeries(ids, values, times * 1000, offsets)
 
 
 def read_stored(conn: Conn, ids: Sequence[uuid.UUID], day0: I64, n_days: int) -> Stored:

@@ -4,9 +4,12 @@
 -- participant_id each batch scanned and sorted whole raw tables. These indexes let a batch read only its
 -- participants and time window; on a natively partitioned table CREATE INDEX on the parent creates the index
 -- on every partition (and on partitions added later); on a TimescaleDB hypertable it is created on every chunk.
-CREATE INDEX IF NOT EXISTS hr_runs_participant_time_idx ON raw.hr_runs (participant_id, start_ts);
-CREATE INDEX IF NOT EXISTS rr_runs_participant_time_idx ON raw.rr_runs (participant_id, start_ts);
-CREATE INDEX IF NOT EXISTS sleep_episodes_participant_time_idx ON raw.sleep_episodes (participant_id, start_ts);
+-- end_ts is a key column so that an overlap read (start_ts in [s - longest run, e) AND end_ts > s) filters in the
+-- index and visits the heap only for rows it returns.
+CREATE INDEX IF NOT EXISTS hr_runs_participant_time_idx ON raw.hr_runs (participant_id, start_ts, end_ts);
+CREATE INDEX IF NOT EXISTS rr_runs_participant_time_idx ON raw.rr_runs (participant_id, start_ts, end_ts);
+CREATE INDEX IF NOT EXISTS sleep_episodes_participant_time_idx
+    ON raw.sleep_episodes (participant_id, start_ts, end_ts);
 CREATE INDEX IF NOT EXISTS device_status_participant_time_idx ON raw.device_status (participant_id, ts);
 CREATE INDEX IF NOT EXISTS survey_answers_participant_time_idx ON raw.survey_answers (participant_id, ts);
 
