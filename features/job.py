@@ -117,13 +117,13 @@ def run_batch(conn: psycopg.Connection[tuple[object, ...]], ids: list[uuid.UUID]
     """Recompute one batch (window ``[lo, hi]`` from raw data, the rest from stored rows); returns rows written."""
     n = len(ids)
     top = np.minimum((today - date(1970, 1, 1)).days - day0, N_DAYS - 1)
-    stored = job_io.read_stored(conn, ids, day0, N_DAYS)
-    if full:
-        stored = job_io.Stored(np.zeros_like(stored.present), np.zeros_like(stored.valid_sleep_day),
-                               np.zeros_like(stored.n_episodes), {k: np.full_like(v, np.nan) for k, v in
-                                                                  stored.real.items()},
-                               np.full_like(stored.pair_match, np.nan), np.full_like(stored.pair_valid, np.nan))
+    if full:  # nothing stored counts: every day comes from raw data
+        shape = (n, N_DAYS)
+        stored = job_io.Stored(np.zeros(shape, np.bool_), np.zeros(shape, np.bool_), np.zeros(shape, np.int64),
+                               {k: np.full(shape, np.nan) for k in job_io.DAY_COLUMNS}, np.full(shape, np.nan),
+                               np.full(shape, np.nan))
     else:  # rows written before migration 120 have no pair state: recompute those participants in full
+        stored = job_io.read_stored(conn, ids, day0, N_DAYS)
         no_state = (stored.present & np.isnan(stored.pair_match)).any(axis=1)
         lo, hi = np.where(no_state, 0, lo), np.where(no_state, top, hi)
     window = day_mask(lo, hi, N_DAYS)

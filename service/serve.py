@@ -96,9 +96,11 @@ class Scheduler:
         return psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=10)
 
     def dirty(self) -> bool:
-        """True when the ingester or a roster import marked days to recompute."""
+        """True when the ingester or a roster import marked days up to today to recompute (the feature job
+        leaves marks of later days for their day, so they must not trigger a run every tick)."""
         with self._connect() as conn:
-            row = conn.execute("SELECT EXISTS (SELECT 1 FROM ingest.dirty_days)").fetchone()
+            row = conn.execute("SELECT EXISTS (SELECT 1 FROM ingest.dirty_days WHERE sleep_date <= "
+                               "(now() AT TIME ZONE %s)::date)", (self.config.timezone,)).fetchone()
         return bool(row and row[0])
 
     def weekly_due(self, now: datetime) -> bool:

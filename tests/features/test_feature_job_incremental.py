@@ -195,3 +195,29 @@ def test_runs_claiming_ranges_side_by_side_cover_everyone_once(
                             "AND done_at IS NOT NULL").fetchone() == (4,)
     lo, hi = id_range(1, 4)
     assert hi is not None and lo.int == 1 << 126 and hi.int == 1 << 127
+
+
+def test_rows_without_pair_state_are_recomputed_and_future_marks_wait(
+        world: tuple[str, list[Inbound]], reference: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """Upgrade path: daily rows written before migration 120 have no SRI pair state; a participant's next
+    incremental run recomputes its whole programme. Marks of days after today stay for their day."""
+    url, messages = world
+    _reset(url)
+    _deliver(url, messages)
+    run_features(url, TZ, full=True)
+    with psycopg.connect(url) as conn:
+        pid = conn.execute("SELECT participant_id FROM core.participants ORDER BY 1 LIMIT 1").fetchone()[0]  # type: ignore[index]
+        conn.execute("DELETE FROM derived.daily_state")
+        conn.execute("UPDATE derived.daily_features SET sri_14d = NULL, sleep_consistency = NULL "
+                     "WHERE participant_id = %s", (pid,))
+        conn.execute("INSERT INTO ingest.dirty_days VALUES (%s, current_date), (%s, current_date + 3)", (pid, pid))
+        conn.commit()
+    summary = run_features(url, TZ)
+    assert summary.participants == 1 and summary.days_written > 0
+    daily = _snapshot(url)[0]
+    pd.testing.assert_frame_equal(daily, reference[0])
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM derived.daily_state WHERE participant_id = %s",
+                            (pid,)).fetchone() == (DAYS + 3,)
+        assert conn.execute("SELECT sleep_date - current_date FROM ingest.dirty_days").fetchall() == [(3,)]
+    assert run_features(url, TZ).participants == 0, "a mark for a later day triggers nothing today"
