@@ -76,9 +76,10 @@ DAILY_COLUMNS = (
 AWAKE_LOOKBACK_S = 50 * 3600
 """Sleeps ending up to 50 h before a window are read: time awake at a duty's end looks back at most 48 h."""
 BYTES_PER_PARTICIPANT_DAY = 600_000
-"""Peak memory per participant-day of raw window in a batch: benchmarks/bench_feature_job.py measured 1.7 GB
-peak RSS for a full run of batches of 27 participants x 120 days (~520 kB per participant-day, 1-min heart rate,
-RR runs of 5 min an hour of sleep, 30-s stages), rounded up. The basis of :func:`batch_for_budget`."""
+"""Memory per participant-day of raw window in a batch, the basis of :func:`batch_for_budget`. Set when reads
+unnested samples (benchmarks/bench_feature_job.py: 1.7 GB peak for batches of 27 x 120 days, ~520 kB per
+participant-day); with array blobs the same run peaks at 654 MB (~200 kB, interpreter included), so the
+constant is now conservative by 3x: heavier data (1 Hz heart rate, all-night RR) still fits the budget."""
 
 
 @dataclass(frozen=True)
