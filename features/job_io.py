@@ -234,9 +234,10 @@ def _nights(ids: Sequence[uuid.UUID], night: I64, participant: I64, start: I64, 
             "e": end.tolist(), "span": MAX_SPAN_S}
 
 
-_NIGHTS = ("(SELECT n.night, q.participant_id, n.s, n.e FROM unnest(%(night)s::int8[], %(pidx)s::int8[], "
-           "%(s)s::int8[], %(e)s::int8[]) AS n(night, pidx, s, e) JOIN unnest(%(ids)s::uuid[]) WITH ORDINALITY "
-           "AS q(participant_id, idx) ON q.idx = n.pidx) n")
+# the participant of each night by array subscript, not by joining a second unnest: a join of two unnests is
+# estimated at 100+ times its size and planned as a parallel sequential scan of the whole raw table
+_NIGHTS = ("(SELECT n.night, q.ids[n.pidx] AS participant_id, n.s, n.e FROM (SELECT %(ids)s::uuid[] AS ids) q, "
+           "unnest(%(night)s::int8[], %(pidx)s::int8[], %(s)s::int8[], %(e)s::int8[]) AS n(night, pidx, s, e)) n")
 
 
 NIGHTS_PER_QUERY = 1000
