@@ -2,13 +2,16 @@
 
 **Incremental by default, and truly so.** A participant is processed when the ingester or a roster import
 marked one of its days dirty (``ingest.dirty_days``), or when a day up to today has no row yet. Only the
-*window* of days ``[min dirty - 1, max dirty + 1]`` (plus the days without a row) is recomputed from raw data:
-a night touches the evening before and the day it ends. Everything else comes from the stored daily rows and
+*window* of days ``[min dirty, max dirty + 2]`` (plus the days without a row) is recomputed from raw data: a
+mark on day X changes day X and the night of X + 1 (its evening samples are dated X; +2 covers main sleeps of up
+to two days), and the SRI pairs of ``[min dirty - 2, max + 3]`` (episodes of up to 30 h, i.e. 3,600 staged
+epochs, reach two blocks back). Everything else comes from the stored daily rows and
 the small SRI pair state of ``derived.daily_state`` (migration 120). The rolling windows (7-day debt, 14-day
 SRI, 4-day consistency, 60-day baselines, personal need, recovery) are then recomputed over the whole
 programme from those per-day arrays (about 0.1 ms per participant) and only rows whose values changed are
-written. So a new night reads three days of raw data per participant, and a late night recomputes its days
-and every window it touches, nothing else. See :mod:`features.job_days` for the two layers.
+written. So a new night (marks on the evening's date and the morning's) reads two nights of raw data, and
+a late night recomputes its days and every window it touches, nothing else. See :mod:`features.job_days`
+for the two layers.
 
 ``full=True`` recomputes every participant's whole programme from raw data for audits; it runs through the
 same layers (window = the programme), so it gives the same rows as any sequence of incremental runs
@@ -73,8 +76,9 @@ DAILY_COLUMNS = (
     "sleep_consistency", "valid_hrv_night", "rmssd_ms", "ln_rmssd", "sdnn_ms", "pnn50_pct", "hrv_source",
     "resting_hr_bpm", "rhr_source", "hrv_baseline_mean", "hrv_baseline_sd", "rhr_baseline_mean",
     "recovery_score", "algorithm_version")
-AWAKE_LOOKBACK_S = 50 * 3600
-"""Sleeps ending up to 50 h before a window are read: time awake at a duty's end looks back at most 48 h."""
+LOOKBACK_S = 4 * 86_400
+"""Episodes ending up to 4 days before a window are read: the SRI blocks of pairs two days before it start ~84 h
+earlier, and time awake at a duty's end looks back at most 48 h."""
 BYTES_PER_PARTICIPANT_DAY = 600_000
 """Memory per participant-day of raw window in a batch, the basis of :func:`batch_for_budget`. Set when reads
 unnested samples (benchmarks/bench_feature_job.py: 1.7 GB peak for batches of 27 x 120 days, ~520 kB per
@@ -128,13 +132,13 @@ def run_batch(conn: psycopg.Connection[tuple[object, ...]], ids: list[uuid.UUID]
         no_state = (stored.present & np.isnan(stored.pair_match)).any(axis=1)
         lo, hi = np.where(no_state, 0, lo), np.where(no_state, top, hi)
     window = day_mask(lo, hi, N_DAYS)
-    pair_window = day_mask(lo, np.minimum(hi + 1, top), N_DAYS)
+    pair_window = day_mask(np.maximum(lo - 2, 0), np.minimum(hi + 1, top), N_DAYS)
     du = job_io.read_duties(conn, ids)
     mid_lo = local_midnight_utc(day0 + lo, tz)
     mid_hi = local_midnight_utc(day0 + hi + 1, tz)
     first_duty = np.full(n, np.iinfo(np.int64).max)
     np.minimum.at(first_duty, du.participant, du.end)
-    a = np.where(lo == 0, np.minimum(mid_lo, first_duty), mid_lo) - AWAKE_LOOKBACK_S
+    a = np.where(lo == 0, np.minimum(mid_lo, first_duty), mid_lo) - LOOKBACK_S
     b = local_noon_utc(day0 + hi + 1, tz)  # SRI block hi + 1 ends at noon of day hi + 1, after mid_hi
     a, b = np.where(lo <= hi, a, 0), np.where(lo <= hi, b, 0)
     ep = job_io.read_episodes(conn, ids, a, b)

@@ -110,16 +110,17 @@ def read_cohort(conn: Conn, full: bool, today: date, n_days: int,
     """Participants to process and the days of each to recompute from raw data.
 
     Full: everyone, days ``0 .. today``. Incremental: participants with dirty days up to today, or with days up
-    to today (or the programme end) that have no row yet; their window spans the dirty days +- 1 day (a night
-    touches the evening before and the day it ends) and every day without a row. ``id_range`` = ``[lo, hi)``
-    restricts the cohort to a participant UUID range (``hi`` None: open; see `features.job_claims`).
+    to today (or the programme end) that have no row yet; their window spans the dirty days to 2 days after the
+    last (a night's evening samples are dated the day before it ends) and every day without a row.
+    ``id_range`` = ``[lo, hi)`` restricts the cohort to a participant UUID range (``hi`` None: open; see
+    `features.job_claims`).
     """
     lo_id, hi_id = id_range if id_range else (uuid.UUID(int=0), None)
     rows = conn.execute(
         "WITH d AS (SELECT participant_id, min(sleep_date) AS lo, max(sleep_date) AS hi FROM ingest.dirty_days "
         "WHERE sleep_date <= %(today)s GROUP BY 1) "
         "SELECT p.participant_id, p.programme_start - date '1970-01-01', "
-        "coalesce(d.lo - p.programme_start - 1, 1000000), coalesce(d.hi - p.programme_start + 1, -1), "
+        "coalesce(d.lo - p.programme_start, 1000000), coalesce(d.hi - p.programme_start + 2, -1), "
         "coalesce(s.last, p.programme_start - 1) - p.programme_start "
         "FROM core.participants p LEFT JOIN d USING (participant_id) "
         "LEFT JOIN LATERAL (SELECT f.sleep_date AS last FROM derived.daily_features f "
@@ -172,6 +173,7 @@ def read_episodes(conn: Conn, ids: Sequence[uuid.UUID], a: I64, b: I64) -> Episo
     pidx, start, end, ingested, dev, in_bed, tst, n = (decode_array(x, k) for x, k in zip(blobs, kinds, strict=False))
     order = np.lexsort((dev, ingested, end, start, pidx))
     first = np.r_[True, (np.diff(pidx[order]) != 0) | (np.diff(start[order]) != 0) | (np.diff(end[order]) != 0)]
+    first = first[:order.size]  # no episodes: nothing to take
     take = order[first]
     stages, offsets = _csr_take(decode_arrays(blobs[8], n, "int2"), n.astype(np.int64), take)
     return Episodes(pidx[take].astype(np.int64), start[take], end[take], in_bed[take].astype(np.bool_), tst[take],

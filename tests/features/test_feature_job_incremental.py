@@ -121,7 +121,7 @@ def test_incremental_runs_equal_full_recompute(world: tuple[str, list[Inbound]],
 
 def test_nightly_run_reads_only_its_window(world: tuple[str, list[Inbound]],
                                            reference: tuple[pd.DataFrame, pd.DataFrame]) -> None:
-    """Re-marking one day recomputes three days of raw data and writes nothing that did not change."""
+    """Re-marking one day recomputes its window from raw data and writes nothing that did not change."""
     url, messages = world
     _reset(url)
     _deliver(url, messages)
@@ -221,3 +221,22 @@ def test_rows_without_pair_state_are_recomputed_and_future_marks_wait(
                             (pid,)).fetchone() == (DAYS + 3,)
         assert conn.execute("SELECT sleep_date - current_date FROM ingest.dirty_days").fetchall() == [(3,)]
     assert run_features(url, TZ).participants == 0, "a mark for a later day triggers nothing today"
+
+
+def test_heart_rate_before_any_sleep_then_the_rest(world: tuple[str, list[Inbound]],
+                                                   reference: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """First delivery holds only heart-rate messages, so the windows have no episode at all: the run writes
+    every day without inventing sleep or HRV; once the rest arrives the rows equal the full recompute."""
+    url, messages = world
+    _reset(url)
+    first = [i for i, m in enumerate(messages) if m.topic.endswith("/hr")][:50]
+    _deliver(url, [messages[i] for i in first])
+    run_features(url, TZ)
+    daily = _snapshot(url)[0]
+    assert len(daily) == 3 * (DAYS + 3)
+    assert (daily.n_episodes == 0).all() and not daily.valid_hrv_night.any()
+    assert daily.wear_h.notna().any(), "the heart rate that did arrive counts as wear"
+    rest = sorted(set(range(len(messages))) - set(first))
+    _deliver(url, [messages[i] for i in rest])
+    run_features(url, TZ)
+    pd.testing.assert_frame_equal(_snapshot(url)[0], reference[0])
