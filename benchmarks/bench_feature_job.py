@@ -13,7 +13,8 @@ days of seven. The last programme day is left empty. Then, in this run:
 3. **nightly**: one new night for everyone (dirty marks as the ingester sets them), then the incremental run.
 
 Printed: seconds, ms per participant, full / floor ratio (target <= 2x), nightly ms per participant (target
-<= 5 ms), peak RSS of each child, and EXPLAIN (ANALYZE, BUFFERS) temp-block counts of the night reads.
+<= 5 ms), peak RSS of each child, the temp files the two runs made (pg_stat_database) and EXPLAIN (ANALYZE,
+BUFFERS) temp-block counts of the night reads.
 """
 
 from __future__ import annotations
@@ -110,47 +111,64 @@ def _floor(url: str) -> tuple[float, int]:
         return time.perf_counter() - t, total
 
 
-def _temp_blocks(url: str) -> str:
+def _temp_blocks(url: str) -> tuple[int, int]:
     """EXPLAIN (ANALYZE, BUFFERS) of the biggest read (all night heart rate of 50 participants): temp blocks."""
     with psycopg.connect(url) as conn:
         plan = conn.execute(
             "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT count(*) FROM (SELECT participant_id FROM "
             "core.participants ORDER BY 1 LIMIT 50) p JOIN raw.hr_runs r USING (participant_id), "
             "unnest(r.offsets_ms, r.bpm) u(o, b)").fetchone()
-    top = plan[0][0]["Plan"] if plan else {}
-    return f"temp read/written blocks {top.get('Temp Read Blocks', 0)}/{top.get('Temp Written Blocks', 0)}"
+    top = plan[0][0]["Plan"] if plan else {}  # type: ignore[index]
+    return int(top.get("Temp Read Blocks", 0)), int(top.get("Temp Written Blocks", 0))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _temp_files(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT temp_files FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    return int(str(row[0])) if row else 0
+
+
+def run(url: str, n: int, days: int) -> dict[str, float]:
+    """Populate ``url`` with ``n`` x ``days``, then floor, full and nightly; prints and returns the figures."""
+    start = date.today() - timedelta(days=days - 1)
+    t = time.perf_counter()
+    _fill(url, n, start, 0, days - 2, mark_dirty=False)
+    print(f"populated {n} participants x {days - 1} nights in {time.perf_counter() - t:.1f} s")
+    floor_s, floor_b = _floor(url)
+    print(f"floor   binary COPY of the raw columns: {floor_s:.2f} s, {floor_b / 1e6:.0f} MB, "
+          f"{1000 * floor_s / n:.1f} ms/participant")
+    temp0 = _temp_files(url)
+    full_s, parts, rows, rss = _timed_job(url, True)
+    print(f"full    run_features(full=True): {full_s:.2f} s, {parts} participants, {rows} rows, "
+          f"{1000 * full_s / n:.1f} ms/participant, {full_s / floor_s:.2f}x floor (target <= 2x), "
+          f"peak RSS {rss:.0f} MB")
+    _fill(url, n, start, days - 1, days - 1, mark_dirty=True)
+    night_s, night_parts, night_rows, night_rss = _timed_job(url, False)
+    print(f"nightly one new night each: {night_s:.2f} s, {night_parts} participants, {night_rows} rows, "
+          f"{1000 * night_s / max(night_parts, 1):.2f} ms/participant (target <= 5 ms), peak RSS {night_rss:.0f} MB")
+    temp = _temp_blocks(url)
+    temp_files = _temp_files(url) - temp0
+    print(f"temp files written by the two job runs: {temp_files}; EXPLAIN of the night heart-rate read of 50 "
+          f"participants: temp read/written blocks {temp[0]}/{temp[1]}")
+    return {"floor_s": floor_s, "full_s": full_s, "full_rows": rows, "full_participants": parts,
+            "nightly_s": night_s, "nightly_participants": night_parts, "nightly_rows": night_rows,
+            "temp_files": temp_files, "temp_blocks": temp[0] + temp[1]}
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--participants", type=int, default=600)
     ap.add_argument("--days", type=int, default=120)
     ap.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--keep", action="store_true", help="keep the database (its URL is printed)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     name = f"bench_feature_job_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.admin_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     url = args.admin_url.rpartition("/")[0] + "/" + name
     try:
         migrate(url)
-        start = date.today() - timedelta(days=args.days - 1)
-        t = time.perf_counter()
-        _fill(url, args.participants, start, 0, args.days - 2, mark_dirty=False)
-        n = args.participants
-        print(f"populated {n} participants x {args.days - 1} nights in {time.perf_counter() - t:.1f} s")
-        floor_s, floor_b = _floor(url)
-        print(f"floor   binary COPY of the raw columns: {floor_s:.2f} s, {floor_b / 1e6:.0f} MB, "
-              f"{1000 * floor_s / n:.1f} ms/participant")
-        full_s, parts, days, rss = _timed_job(url, True)
-        print(f"full    run_features(full=True): {full_s:.2f} s, {parts} participants, {days} rows, "
-              f"{1000 * full_s / n:.1f} ms/participant, {full_s / floor_s:.2f}x floor (target <= 2x), "
-              f"peak RSS {rss:.0f} MB")
-        _fill(url, n, start, args.days - 1, args.days - 1, mark_dirty=True)
-        night_s, parts, days, rss = _timed_job(url, False)
-        print(f"nightly one new night each: {night_s:.2f} s, {parts} participants, {days} rows, "
-              f"{1000 * night_s / max(parts, 1):.2f} ms/participant (target <= 5 ms), peak RSS {rss:.0f} MB")
-        print(f"explain night heart-rate read of 50 participants: {_temp_blocks(url)}")
+        return run(url, args.participants, args.days)
     finally:
         if args.keep:
             print(f"kept {url}")

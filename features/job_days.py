@@ -39,7 +39,7 @@ from features.sleep import (
 )
 from features.timeutil import DAY_S, local_day, local_to_utc
 
-__all__ = ["DAY_VALUES", "SleepLayer", "day_mask", "local_midnight_utc", "main_nights", "merge_days",
+__all__ = ["DAY_VALUES", "SleepLayer", "day_mask", "duty_grids", "local_midnight_utc", "main_nights", "merge_days",
            "night_layer", "pairs_for", "sleep_layer", "window_layer"]
 
 F64 = npt.NDArray[np.float64]
