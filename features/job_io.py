@@ -14,7 +14,8 @@ Assumption (documented in README "Feature job"): a sleep episode or heart-rate/R
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
@@ -250,23 +251,36 @@ def _night_chunks(night: I64) -> list[slice]:
     return [slice(i, i + NIGHTS_PER_QUERY) for i in range(0, night.size, NIGHTS_PER_QUERY)]
 
 
+@contextmanager
+def _index_nested_loops(conn: Conn) -> Iterator[None]:
+    """Plan the night reads as what they are, one index range scan per night. On a small database the
+    planner over-estimates the runs per night (the look-back span) and hash-joins a parallel scan of the
+    whole raw table for every 1,000 nights (measured: 3.5 s instead of 2.1 s for 60 officers x 120 nights)."""
+    conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; SET LOCAL enable_seqscan = off")
+    try:
+        yield
+    finally:
+        conn.execute("RESET enable_hashjoin; RESET enable_mergejoin; RESET enable_seqscan")
+
+
 def read_night_hr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant: I64, start: I64,
                   end: I64) -> NightSeries:
     """Minute-mean heart rate inside each main sleep ``[start, end)`` (epoch s), one series per night.
 
     The runs overlapping each night come back whole as ``array_send`` blobs; samples are cut to the night and
-    averaged per minute here (one ``np.unique``, two ``np.bincount``; integer sums, exact in any order).
+    averaged per minute here (``np.bincount`` on each night's minute grid; integer sums, exact in any order).
     """
     parts: list[tuple[I64, I64, npt.NDArray[np.int16]]] = []
     for sl in _night_chunks(night):
-        blobs = fetch_blobs(conn, (
-            "SELECT array_send(array_agg(n.night)), array_send(array_agg(r.t0)), "
-            "array_send(array_agg(cardinality(r.bpm))), string_agg(array_send(r.offsets_ms::int8[]), ''::bytea), "
-            "string_agg(array_send(r.bpm), ''::bytea) FROM " + _NIGHTS + " CROSS JOIN LATERAL ("
-            "SELECT (extract(epoch FROM h.start_ts) * 1000)::int8 AS t0, h.offsets_ms, h.bpm FROM raw.hr_runs h "
-            "WHERE h.participant_id = n.participant_id AND h.start_ts >= to_timestamp(n.s - %(span)s) "
-            "AND h.start_ts < to_timestamp(n.e) AND h.end_ts > to_timestamp(n.s)) r"),
-            _nights(ids, night[sl], participant[sl], start[sl], end[sl]))
+        with _index_nested_loops(conn):
+            blobs = fetch_blobs(conn, (
+                "SELECT array_send(array_agg(n.night)), array_send(array_agg(r.t0)), "
+                "array_send(array_agg(cardinality(r.bpm))), string_agg(array_send(r.offsets_ms::int8[]), ''::bytea), "
+                "string_agg(array_send(r.bpm), ''::bytea) FROM " + _NIGHTS + " CROSS JOIN LATERAL ("
+                "SELECT (extract(epoch FROM h.start_ts) * 1000)::int8 AS t0, h.offsets_ms, h.bpm FROM raw.hr_runs h "
+                "WHERE h.participant_id = n.participant_id AND h.start_ts >= to_timestamp(n.s - %(span)s) "
+                "AND h.start_ts < to_timestamp(n.e) AND h.end_ts > to_timestamp(n.s)) r"),
+                _nights(ids, night[sl], participant[sl], start[sl], end[sl]))
         n = decode_array(blobs[2], "int4").astype(np.int64)
         run_night = decode_array(blobs[0], "int8")
         t = np.repeat(decode_array(blobs[1], "int8"), n) + decode_arrays(blobs[3], n, "int8")
@@ -310,14 +324,15 @@ def read_night_rr(conn: Conn, ids: Sequence[uuid.UUID], night: I64, participant:
     """
     parts: list[tuple[I64, I64, I64, npt.NDArray[np.int16]]] = []
     for sl in _night_chunks(night):
-        blobs = fetch_blobs(conn, (
-            "SELECT array_send(array_agg(n.night)), array_send(array_agg(r.t0)), "
-            "array_send(array_agg(cardinality(r.rr_ms))), string_agg(array_send(r.rr_ms), ''::bytea) "
-            "FROM " + _NIGHTS + " CROSS JOIN LATERAL ("
-            "SELECT DISTINCT ON (x.start_ts) (extract(epoch FROM x.start_ts) * 1000)::int8 AS t0, x.rr_ms "
-            "FROM raw.rr_runs x WHERE x.participant_id = n.participant_id AND x.start_ts >= to_timestamp(n.s) "
-            "AND x.start_ts < to_timestamp(n.e) ORDER BY x.start_ts, x.device_id) r"),
-            _nights(ids, night[sl], participant[sl], start[sl], end[sl]))
+        with _index_nested_loops(conn):
+            blobs = fetch_blobs(conn, (
+                "SELECT array_send(array_agg(n.night)), array_send(array_agg(r.t0)), "
+                "array_send(array_agg(cardinality(r.rr_ms))), string_agg(array_send(r.rr_ms), ''::bytea) "
+                "FROM " + _NIGHTS + " CROSS JOIN LATERAL ("
+                "SELECT DISTINCT ON (x.start_ts) (extract(epoch FROM x.start_ts) * 1000)::int8 AS t0, x.rr_ms "
+                "FROM raw.rr_runs x WHERE x.participant_id = n.participant_id AND x.start_ts >= to_timestamp(n.s) "
+                "AND x.start_ts < to_timestamp(n.e) ORDER BY x.start_ts, x.device_id) r"),
+                _nights(ids, night[sl], participant[sl], start[sl], end[sl]))
         n = decode_array(blobs[2], "int4").astype(np.int64)
         parts.append((decode_array(blobs[0], "int8"), decode_array(blobs[1], "int8"), n,
                       decode_arrays(blobs[3], n, "int2")))
