@@ -128,9 +128,9 @@ def read_cohort(conn: Conn, full: bool, today: date, n_days: int,
         "WHERE f.participant_id = p.participant_id ORDER BY f.sleep_date DESC LIMIT 1) s ON NOT %(full)s "
         "WHERE (%(full)s OR d.participant_id IS NOT NULL "
         "OR coalesce(s.last, p.programme_start - 1) < least(%(today)s, p.programme_start + %(last)s)) "
-        "AND p.participant_id >= %(lo)s AND (%(hi)s::uuid IS NULL OR p.participant_id < %(hi)s) "
-        "ORDER BY p.participant_id",
+        "AND p.participant_id >= %(lo)s AND (%(hi)s::uuid IS NULL OR p.participant_id < %(hi)s)",
         {"today": today, "full": full, "last": n_days - 1, "lo": lo_id, "hi": hi_id}).fetchall()
+    rows.sort(key=lambda r: str(r[0]))  # by participant id (an ORDER BY of a national cohort could spill to disk)
     ids = [r[0] for r in rows]
     num = np.array([r[1:] for r in rows], dtype=np.int64).reshape(-1, 4)
     day0, dirty_lo, dirty_hi, last = num.T
@@ -198,7 +198,7 @@ def read_duties(conn: Conn, ids: Sequence[uuid.UUID]) -> Duties:
     cols = fetch_columns(conn, (
         "SELECT (p.idx - 1)::int4, (extract(epoch FROM d.start_ts))::int8, (extract(epoch FROM d.end_ts))::int8, "
         "(coalesce(array_position(%(names)s::text[], d.shift_type), %(other)s) - 1)::int2, d.overtime "
-        f"FROM {_BATCH} JOIN core.duties d USING (participant_id) ORDER BY p.idx, d.start_ts"),
+        f"FROM {_BATCH} JOIN core.duties d USING (participant_id)"),  # sorted below: no server sort
         [("p", "int4"), ("s", "int8"), ("e", "int8"), ("code", "int2"), ("overtime", "bool")],
         _params(ids, np.zeros(n, np.int64), np.zeros(n, np.int64), names=list(SHIFT_TYPES),
                 other=SHIFT_TYPES.index("other") + 1))
