@@ -22,6 +22,7 @@ import numpy.typing as npt
 import psycopg
 
 from models.three_process import EPOCH_S
+from store.copyio import copy_columns
 
 Conn = psycopg.Connection[tuple[object, ...]]
 I64 = npt.NDArray[np.int64]
@@ -75,26 +76,28 @@ def batches(cohort: Cohort, batch_size: int, n_epochs: int) -> Iterator[slice]:
             yield slice(a, min(hi, a + size))
 
 
-def _intervals(rows: list[tuple[object, ...]]) -> Intervals:
-    arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
-    return Intervals(arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy())
+_INTERVAL_FIELDS = [("p", "int4"), ("s", "int8"), ("e", "int8")]
+
+
+def _intervals(conn: Conn, query: str, params: Sequence[object]) -> Intervals:
+    """(participant index, start, end) rows by binary COPY straight into arrays (:mod:`store.copyio`)."""
+    cols = copy_columns(conn, query, _INTERVAL_FIELDS, params)
+    return Intervals(cols["p"].astype(np.int64), cols["s"], cols["e"])
 
 
 def read_sleep(conn: Conn, ids: Sequence[uuid.UUID]) -> Intervals:
     """Measured sleep episodes >= 15 min; identical episodes replayed under other message ids count once."""
-    rows = conn.execute(
-        "SELECT DISTINCT p.idx - 1, extract(epoch FROM e.start_ts)::int8, extract(epoch FROM e.end_ts)::int8 "
+    return _intervals(conn, (
+        "SELECT DISTINCT (p.idx - 1)::int4, extract(epoch FROM e.start_ts)::int8, extract(epoch FROM e.end_ts)::int8 "
         f"FROM raw.sleep_episodes e {PARTICIPANT_INDEX_JOIN} WHERE e.end_ts - e.start_ts >= make_interval(secs => %s) "
-        "ORDER BY 1, 2, 3", (list(ids), MIN_EPISODE_S)).fetchall()
-    return _intervals(rows)
+        "ORDER BY 1, 2, 3"), (list(ids), MIN_EPISODE_S))
 
 
 def read_duties(conn: Conn, ids: Sequence[uuid.UUID]) -> Intervals:
     """Rostered duties (``core.duties``) of the participants."""
-    rows = conn.execute(
-        "SELECT p.idx - 1, extract(epoch FROM d.start_ts)::int8, extract(epoch FROM d.end_ts)::int8 "
-        f"FROM core.duties d {PARTICIPANT_INDEX_JOIN} ORDER BY 1, 2", (list(ids),)).fetchall()
-    return _intervals(rows)
+    return _intervals(conn, (
+        "SELECT (p.idx - 1)::int4, extract(epoch FROM d.start_ts)::int8, extract(epoch FROM d.end_ts)::int8 "
+        f"FROM core.duties d {PARTICIPANT_INDEX_JOIN} ORDER BY 1, 2"), (list(ids),))
 
 
 def binary_copy_buffer(columns: Sequence[tuple[str, str, npt.ArrayLike]]) -> bytes:

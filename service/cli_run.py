@@ -177,7 +177,7 @@ def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | Non
                          exports_dir=s.exports_dir, pseudonym_key=s.pseudonym_key,
                          key_version=s.pseudonym_key_version, retry_base_s=retry_base,
                          api_admin_database_url=s.api_admin_database_url,
-                         metrics_addr=s.metrics_addr)
+                         metrics_addr=s.metrics_addr, programme=getattr(s, "programme", None))
     code = serve(config, echo=lambda line: click.echo(line, err=True))
     if code:
         raise SystemExit(code)

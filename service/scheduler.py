@@ -42,7 +42,7 @@ from features.job import run_features
 from ingest.consumer import IngestConfig
 from risk.delivery import DeliveryConfig, backoff_s, deliver_due, enqueue_reports, week_of
 from risk.job import run_flags
-from risk.programme import load_programme
+from risk.programme import Programme, load_programme
 from risk.publisher import MqttTarget
 from service.settings import MetricsAddress
 from store.job_metrics import maintain
@@ -102,6 +102,7 @@ class ServeConfig:
     exports_dir: Path = Path("var/exports")
     api_admin_database_url: str | None = None
     metrics_addr: MetricsAddress | None = None
+    programme: str | None = None  # FATIGUE_PROGRAMME: a TOML file or a packaged version
     pseudonym_key: bytes | None = field(default=None, repr=False)
     key_version: int = 1
     retry_base_s: float = 60.0
@@ -140,10 +141,16 @@ class Scheduler:
         return psycopg.connect(self.config.database_url, autocommit=True, connect_timeout=10)
 
     def dirty(self) -> bool:
-        """True when the ingester or a roster import marked days to recompute."""
+        """True when the ingester or a roster import marked days up to today to recompute (the feature job
+        leaves marks of later days for their day, so they must not trigger a run every tick)."""
         with self._connect() as conn:
-            row = conn.execute("SELECT EXISTS (SELECT 1 FROM ingest.dirty_days)").fetchone()
+            row = conn.execute("SELECT EXISTS (SELECT 1 FROM ingest.dirty_days WHERE sleep_date <= "
+                               "(now() AT TIME ZONE %s)::date)", (self.config.timezone,)).fetchone()
         return bool(row and row[0])
+
+    def programme(self) -> Programme:
+        """The force's programme (``FATIGUE_PROGRAMME``; default the packaged one): it drives every stage."""
+        return load_programme(self.config.programme)
 
     def _last_flag_run(self) -> datetime | None:
         with self._connect() as conn:
@@ -157,10 +164,13 @@ class Scheduler:
 
     def run_daily(self) -> None:
         """Features for participants with new data, then the fatigue model."""
+        from features.params import FeatureParams
         from models.job import run_models  # written in parallel; imported late so the CLI loads without it
 
-        feats = run_features(self.config.database_url, self.config.timezone)
-        models = run_models(self.config.database_url, self.config.timezone, False)
+        programme = self.programme()
+        feats = run_features(self.config.database_url, self.config.timezone, params=FeatureParams.of(programme))
+        models = run_models(self.config.database_url, self.config.timezone, False,
+                            warmup_days=programme.warmup_days)
         log.info("scheduler.features_and_models", participants=feats.participants, days=feats.days_written,
                  duties=models.duties)
 
@@ -169,7 +179,7 @@ class Scheduler:
 
         Each force's report follows through the outbox (:meth:`run_reports`), not here.
         """
-        programme = load_programme(None)
+        programme = self.programme()
         with self._connect() as conn:
             maintain(conn)  # partitions ahead + retention (plain); overdue TimescaleDB policy jobs; metrics
             summary = run_flags(conn, today, programme, tz=self.config.timezone)
@@ -178,7 +188,7 @@ class Scheduler:
 
     def run_reports(self, now: datetime) -> None:
         """Enqueue the slot's reports once its flag run exists, then deliver every due report channel."""
-        cfg = DeliveryConfig(self.config.outbox_dir, load_programme(None), self.config.mqtt_target,
+        cfg = DeliveryConfig(self.config.outbox_dir, self.programme(), self.config.mqtt_target,
                              self.config.smtp_url, self.config.retry_base_s, self.config.retry_max_s)
         slot = self.config.weekly.latest(now)
         last = self._last_flag_run()
