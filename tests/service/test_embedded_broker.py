@@ -73,9 +73,12 @@ def publish(port: int, prefix: str, n: int) -> None:
     """Publish ``n`` QoS 1 messages as a gateway does (MQTT 3.1.1) and wait for every PUBACK."""
     gw = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"gw-{uuid.uuid4().hex[:6]}", protocol=mqtt.MQTTv311)
     gw.max_inflight_messages_set(500)
+    connected = threading.Event()
+    gw.on_connect = lambda *_args: connected.set()
     gw.connect("127.0.0.1", port)
     gw.loop_start()
     try:
+        assert connected.wait(30), "the gateway never got its CONNACK"
         infos = [gw.publish(f"fatigue/v1/GW1/DEV{i % 7}/hr", f"{prefix}{i}".encode(), qos=1) for i in range(n)]
         for info in infos:
             info.wait_for_publish(30)
