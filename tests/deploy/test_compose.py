@@ -137,3 +137,14 @@ def test_no_password_is_hardcoded_in_health_checks() -> None:
         assert "-P healthcheck" not in test and "change-me" not in test, name
     assert "credentials.txt" in " ".join(services["mosquitto"]["healthcheck"]["test"])
     assert services["scheduler"]["environment"]["FATIGUE_MQTT_URL"].startswith("${FATIGUE_JOBS_MQTT_URL")
+
+
+def test_api_logs_in_as_the_least_privileged_roles_not_the_owner() -> None:
+    """Issue 15: the API's own login cannot widen its force scope; it must never get the owner's URL."""
+    env = _compose()["services"]["api"]["environment"]
+    assert "FATIGUE_API_DATABASE_URL" in env["FATIGUE_DATABASE_URL"]
+    assert "FATIGUE_API_ADMIN_DATABASE_URL" in env["FATIGUE_API_ADMIN_DATABASE_URL"]
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert example["FATIGUE_API_DATABASE_URL"].startswith("postgresql://fatigue_web:")
+    assert example["FATIGUE_API_ADMIN_DATABASE_URL"].startswith("postgresql://fatigue_web_admin:")
