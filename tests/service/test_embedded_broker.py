@@ -41,6 +41,7 @@ class Ingest:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                                   manual_ack=True)
         self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_args: self.connected.set()  # ready once the broker granted it
         self.client.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
@@ -51,8 +52,9 @@ class Ingest:
     def _on_connect(self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags, _rc: object,
                     _p: object) -> None:
         if not flags.session_present:
-            client.subscribe("$share/ingest/fatigue/v1/+/+/+", qos=1)
-        self.connected.set()
+            client.subscribe("$share/ingest/fatigue/v1/+/+/+", qos=1)  # `connected` is set by its SUBACK
+        else:
+            self.connected.set()
 
     def _on_message(self, client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         self.received.append(msg.payload)
