@@ -333,7 +333,9 @@ class Writer:
         if pairs:
             pids, days = zip(*sorted(pairs), strict=True)
             self.conn.execute("INSERT INTO ingest.dirty_days (participant_id, sleep_date) "
-                              "SELECT * FROM unnest(%s::uuid[], %s::date[]) ON CONFLICT DO NOTHING",
+                              "SELECT * FROM unnest(%s::uuid[], %s::date[]) ON CONFLICT (participant_id, sleep_date) "
+                              "DO UPDATE SET marked_at = EXCLUDED.marked_at",  # a running feature job must not
+                              # clear the mark of data it did not see (it deletes marks up to its snapshot)
                               (list(pids), list(days)))
 
     def _quarantine(self, items: list[Decoded]) -> None:

@@ -296,7 +296,8 @@ def _write_duties(conn: Conn, duties: list[Duty]) -> ImportSummary:
             updated += not result[0]
             cur.execute("INSERT INTO ingest.dirty_days (participant_id, sleep_date) "
                         "SELECT %s, d::date FROM generate_series(%s::date, %s::date, interval '1 day') d "
-                        "ON CONFLICT DO NOTHING", (d.participant, d.start, d.end))
+                        "ON CONFLICT (participant_id, sleep_date) DO UPDATE SET marked_at = EXCLUDED.marked_at",
+                        (d.participant, d.start, d.end))
     return ImportSummary(len(duties), inserted, updated, len(duties) - inserted - updated)
 
 

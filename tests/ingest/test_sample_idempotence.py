@@ -169,3 +169,20 @@ def test_replay_under_a_new_msg_id_counts_only_samples_written(clean: Conn, db_u
         wait_until(lambda: ing.totals.stored == 2, what="replay under a new msg_id")
     assert ing.totals.samples == 10 and ing.totals.samples_absorbed == 10
     assert ledger_written(clean) == 10
+
+
+def test_new_data_refreshes_an_existing_dirty_mark(clean: Conn, db_url: str, deploy_broker: PrivateMosquitto,
+                                                   pub: Publisher) -> None:
+    """A mark older than a running feature job's snapshot must move forward when new data arrives for its day,
+    or the job (which deletes marks up to its snapshot) would clear the mark of data it never read."""
+    start = recent_ms(30)
+    group = _group()
+    with running_ingester(db_url, deploy_broker, client_id=f"ing-{group}", group=group, batch_size=1) as ing:
+        publish_records(pub, "gw-1", [_episode("dev-a", start, start + 6 * 3600_000)])
+        wait_until(lambda: ing.totals.stored == 1, what="first episode")
+        clean.execute("UPDATE ingest.dirty_days SET marked_at = now() - interval '1 hour'")
+        publish_records(pub, "gw-1", [_episode("dev-a", start, start + 7 * 3600_000)])  # a revision, same days
+        wait_until(lambda: ing.totals.stored == 2, what="second episode")
+    stale = count(clean, "SELECT count(*) FROM ingest.dirty_days WHERE marked_at < now() - interval '30 minutes'")
+    assert count(clean, "SELECT count(*) FROM ingest.dirty_days") >= 1
+    assert stale == 0, "new data left a mark with its old time: a running job would clear it unseen"
