@@ -29,7 +29,7 @@ from compliance.kernel import LEVELS, REASONS, Evaluation, evaluate, unworn_inte
 from compliance.metrics import ComplianceMetrics, process_metrics
 from compliance.publisher import ALERT_KINDS, connect_mqtt, deliver_mqtt, deliver_outbox, sync_episodes
 from compliance.rules import ComplianceRules
-from risk.programme import load_programme
+from risk.programme import Programme, load_programme
 from risk.publisher import MqttTarget
 
 __all__ = ["MAX_BACKFILL_DAYS", "WINDOW_DAYS", "ComplianceSummary", "MqttTarget", "run_compliance", "run_scheduled"]
@@ -222,9 +222,11 @@ def _count(conn: Conn, m: ComplianceMetrics, levels: dict[str, int], opened: lis
     m.last_run.set_to_current_time()
 
 
-def run_scheduled(database_url: str, tz: str, now: datetime, mqtt: MqttTarget | None, outbox: Path) -> None:
-    """One run for ``fatigue serve``'s scheduler (every tick): packaged programme, process-wide metrics."""
-    programme = load_programme(None)
+def run_scheduled(database_url: str, tz: str, now: datetime, mqtt: MqttTarget | None, outbox: Path,
+                  programme: Programme | None = None) -> None:
+    """One run for ``fatigue serve``'s scheduler (every tick): the force's programme (default the packaged one),
+    process-wide metrics."""
+    programme = programme or load_programme(None)
     with psycopg.connect(database_url, autocommit=True, connect_timeout=10) as conn:
         s = run_compliance(conn, programme.compliance, tz, programme_days=programme.days, now=now, mqtt=mqtt,
                            outbox=outbox, metrics=process_metrics())

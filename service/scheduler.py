@@ -222,7 +222,7 @@ class Scheduler:
         from compliance.job import run_scheduled
 
         run_scheduled(self.config.database_url, self.config.timezone, now, self.config.mqtt_target,
-                      self.config.outbox_dir)
+                      self.config.outbox_dir, self.programme())
 
     def _failed(self, name: str, st: _JobState, exc: Exception, now: datetime) -> None:
         st.failures += 1

@@ -3,6 +3,7 @@ its own day on the next incremental run."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -95,3 +96,28 @@ def test_the_scheduler_tick_runs_compliance(db: psycopg.Connection[Any], db_url:
     assert row == ("lapsed", datetime(2025, 9, 5, 12, tzinfo=UTC)), "4 days without a word from the device"
     lines = (tmp_path / "compliance" / "alerts.jsonl").read_text().splitlines()
     assert any('"kind": "silent"' in ln for ln in lines)
+
+
+def test_the_scheduler_takes_the_forces_own_programme_for_compliance(db: psycopg.Connection[Any], db_url: str,
+                                                                     tmp_path: Any) -> None:
+    """FATIGUE_PROGRAMME reaches the compliance job too: a programme that alerts only after 30 silent days
+    gives no silent alert where the packaged one (24 h) does (test above)."""
+    from importlib import resources
+
+    from service.serve import Scheduler, ServeConfig
+
+    _participant(db, date(2025, 9, 1))
+    db.execute("INSERT INTO risk.flag_runs (as_of, programme_version, algorithm_version, evaluated, issued, revised, "
+               "unchanged, started_at) VALUES ('2025-09-05', 'v1', 'a1', 0, 0, 0, 0, '2025-09-05 12:00+00')")
+    packaged = resources.files("risk").joinpath("programme_v2.toml").read_text(encoding="utf-8")
+    assert "[compliance]" not in packaged
+    own = tmp_path / "force_programme.toml"
+    own.write_text(packaged + "\n[compliance]\nalert_silent_h = 720.0\nwatch_silent_h = 700.0\n"
+                   "lapsed_silent_h = 720.0\n", encoding="utf-8")
+    outbox = tmp_path / "outbox"
+    Scheduler(ServeConfig(db_url, "Europe/London", outbox, api=False, programme=str(own))).tick(
+        datetime(2025, 9, 5, 12, tzinfo=UTC))
+    alerts = outbox / "compliance" / "alerts.jsonl"
+    events = [json.loads(ln) for ln in alerts.read_text().splitlines()] if alerts.exists() else []
+    opened = [e for e in events if e["kind"] == "silent" and e["state"] == "open"]
+    assert not opened, "the force's 30-day silence threshold was ignored"
