@@ -4,8 +4,11 @@ and ``fatigue_web_admin`` (administrators), as in production (migration 060). Re
 
 from __future__ import annotations
 
+import os
+import shutil
+import stat
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,6 +21,8 @@ from psycopg.types.json import Jsonb
 
 from service.api import create_app
 from service.auth import create_token
+from service.local_servers import PrivateMosquitto
+from service.mqtt_acl import plan_users, write_files
 
 FORCES = ("WMP", "GMP", "MPS")
 PROJECTS = ("P1", "P2")
@@ -106,3 +111,35 @@ def client(world: World) -> Iterator[TestClient]:
 def bearer(token: str) -> dict[str, str]:
     """The Authorization header for ``token``."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def _readable_by_broker(path: Path) -> None:
+    """Mosquitto drops to the mosquitto user when started as root: let it reach and read its files."""
+    if os.geteuid() != 0:
+        return
+    for parent in path.parents:
+        if parent == Path("/"):
+            break
+        parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
+    shutil.chown(path, "mosquitto", "mosquitto")
+    for child in path.iterdir():
+        shutil.chown(child, "mosquitto", "mosquitto")
+
+
+def broker_under_acl(factory: pytest.TempPathFactory, gateways: Sequence[str], forces: Sequence[str],
+                     name: str) -> Iterator[tuple[PrivateMosquitto, dict[str, str]]]:
+    """A private Mosquitto with the password file and ACL `fatigue mqtt acl` generates, and the credentials."""
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        pytest.skip("mosquitto is not installed")
+    cfg = factory.mktemp(f"{name}-files")
+    result = write_files(cfg, plan_users(gateways, forces))
+    creds = dict(line.split(":", 1) for line in result.credentials_file.read_text().splitlines()
+                 if not line.startswith("#"))
+    _readable_by_broker(cfg)
+    broker = PrivateMosquitto(factory.mktemp(f"{name}-broker"), extra_config=(
+        f"allow_anonymous false\npassword_file {result.password_file}\nacl_file {result.acl_file}\n"))
+    broker.start()
+    try:
+        yield broker, creds
+    finally:
+        broker.stop()

@@ -7,8 +7,6 @@ dropped) and is never delivered; a denied read is never delivered whatever the s
 
 from __future__ import annotations
 
-import os
-import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +23,7 @@ from service.cli_access import register
 from service.local_servers import PrivateMosquitto
 from service.mqtt_acl import AclError, hash_password, plan_users, verify_password, write_files
 from service.settings import Settings
+from tests.access.access_support import broker_under_acl
 
 GATEWAYS = ("gw-a", "gw-b")
 FORCES = ("A", "B")
@@ -37,35 +36,10 @@ READS = {"fatigue-ingest": {TOPICS[0], TOPICS[1]}, "notice-A": {TOPICS[2]}, "not
 USERS = ("gw-a", "gw-b", "fatigue-ingest", "fatigue-jobs", "notice-A", "notice-B", "healthcheck")
 
 
-def _readable_by_broker(path: Path) -> None:
-    """Mosquitto drops to the mosquitto user when started as root: let it reach and read its files."""
-    if os.geteuid() != 0:
-        return
-    for parent in path.parents:
-        if parent == Path("/"):
-            break
-        parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
-    shutil.chown(path, "mosquitto", "mosquitto")
-    for child in path.iterdir():
-        shutil.chown(child, "mosquitto", "mosquitto")
-
-
 @pytest.fixture(scope="module")
 def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrivateMosquitto, dict[str, str]]]:
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
-        pytest.skip("mosquitto is not installed")
-    cfg = tmp_path_factory.mktemp("acl-files")
-    result = write_files(cfg, plan_users(GATEWAYS, FORCES))
-    creds = dict(line.split(":", 1) for line in result.credentials_file.read_text().splitlines()
-                 if not line.startswith("#"))
-    _readable_by_broker(cfg)
-    broker = PrivateMosquitto(tmp_path_factory.mktemp("acl-broker"), extra_config=(
-        f"allow_anonymous false\npassword_file {result.password_file}\nacl_file {result.acl_file}\n"))
-    broker.start()
-    try:
-        yield broker, creds
-    finally:
-        broker.stop()
+    yield from broker_under_acl(tmp_path_factory, GATEWAYS, FORCES, "acl")
+
 
 
 class Probe:

@@ -3,51 +3,23 @@ forge any; the jobs user publishes them; the ingester never sees them; a gateway
 
 from __future__ import annotations
 
-import os
-import shutil
-import stat
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from service.local_servers import PrivateMosquitto
-from service.mqtt_acl import AclError, plan_users, write_files
-
-
-def _readable_by_broker(path: Path) -> None:
-    """Mosquitto drops to the mosquitto user when started as root: let it reach and read its files."""
-    if os.geteuid() != 0:
-        return
-    for parent in path.parents:
-        if parent == Path("/"):
-            break
-        parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
-    shutil.chown(path, "mosquitto", "mosquitto")
-    for child in path.iterdir():
-        shutil.chown(child, "mosquitto", "mosquitto")
+from service.mqtt_acl import AclError, plan_users
+from tests.access.access_support import broker_under_acl
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PrivateMosquitto, dict[str, str]]]:
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
-        pytest.skip("mosquitto is not installed")
-    cfg = tmp_path_factory.mktemp("alert-acl")
-    result = write_files(cfg, plan_users(["gw-a", "gw-b"], ["F1"]))
-    creds = dict(line.split(":", 1) for line in result.credentials_file.read_text().splitlines()
-                 if not line.startswith("#"))
-    _readable_by_broker(cfg)
-    server = PrivateMosquitto(tmp_path_factory.mktemp("alert-broker"), extra_config=(
-        f"allow_anonymous false\npassword_file {result.password_file}\nacl_file {result.acl_file}\n"))
-    server.start()
-    try:
-        yield server, creds
-    finally:
-        server.stop()
+    yield from broker_under_acl(tmp_path_factory, ["gw-a", "gw-b"], ["F1"], "alert")
+
 
 
 def _client(server: PrivateMosquitto, user: str, password: str, subscribe: str | None,
