@@ -32,7 +32,7 @@ from simulators.run import simulate_to_dir
 from store.enrolment import import_participants, import_roster
 from store.migrate import migrate
 
-__all__ = ["CohortRun", "run_cohort"]
+__all__ = ["CohortRun", "run_cohort", "write_log"]
 
 _LEVEL = {"not_evaluated": -1, "green": 0, "amber": 1, "red": 2}
 _OVERALL = {"insufficient_data": -1, "green": 0, "amber": 1, "red": 2}
@@ -57,22 +57,29 @@ def _drop(admin_url: str, url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
 
 
+def write_log(conn: psycopg.Connection[Any], log: Path, tz: str, programme_days: int = 120,
+              batch_size: int = 2000) -> None:
+    """Store a simulated message log through the ingester's decode and write path (no MQTT hop), committing
+    every ``batch_size`` messages."""
+    writer = Writer(conn, ZoneInfo(tz), programme_days=programme_days)
+    now = int(time.time() * 1000)
+    batch = []
+    for rec in read_log(log):
+        batch.append(prepare(Inbound(rec.topic, rec.payload), now, 400 * 86_400_000))
+        if len(batch) == batch_size:
+            writer.write(batch)
+            conn.commit()
+            batch.clear()
+    writer.write(batch)
+    conn.commit()
+
+
 def _load(url: str, out: Path, tz: str, programme_days: int) -> None:
     with psycopg.connect(url) as conn:
         import_participants(conn, out / "participants.csv", ZoneInfo(tz))
         import_roster(conn, out / "roster.csv")
         conn.commit()
-        writer = Writer(conn, ZoneInfo(tz), programme_days=programme_days)
-        now = int(time.time() * 1000)
-        batch = []
-        for rec in read_log(out / "messages.bin"):
-            batch.append(prepare(Inbound(rec.topic, rec.payload), now, 400 * 86_400_000))
-            if len(batch) == 2000:
-                writer.write(batch)
-                conn.commit()
-                batch.clear()
-        writer.write(batch)
-        conn.commit()
+        write_log(conn, out / "messages.bin", tz, programme_days)
 
 
 def _read_flags(conn: psycopg.Connection[Any]) -> pd.DataFrame:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
@@ -15,9 +14,7 @@ import psycopg
 import pytest
 
 from features.job import run_features
-from ingest.prepare import Inbound, prepare
-from ingest.writer import Writer
-from simulators.adapter_files import read_log
+from risk.validation.pipeline import write_log
 from simulators.params import FaultRates, SimParams
 from simulators.run import simulate_to_dir
 from store.enrolment import import_participants, import_roster
@@ -34,17 +31,7 @@ def _load(url: str, out: Path) -> None:
         import_participants(conn, out / "participants.csv", ZoneInfo(TZ))
         import_roster(conn, out / "roster.csv")
         conn.commit()
-        writer = Writer(conn, ZoneInfo(TZ))
-        now = int(time.time() * 1000)
-        batch = []
-        for rec in read_log(out / "messages.bin"):
-            batch.append(prepare(Inbound(rec.topic, rec.payload), now, 400 * 86_400_000))
-            if len(batch) == 500:
-                writer.write(batch)
-                conn.commit()
-                batch.clear()
-        writer.write(batch)
-        conn.commit()
+        write_log(conn, out / "messages.bin", TZ, batch_size=500)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ they prove erasure on compressed data. Tests marked ``timescaledb`` skip on plai
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -20,9 +19,7 @@ import psycopg
 import pytest
 
 from features.job import run_features
-from ingest.prepare import Inbound, prepare
-from ingest.writer import Writer
-from simulators.adapter_files import read_log
+from risk.validation.pipeline import write_log
 from simulators.params import FaultRates, SimParams
 from simulators.run import simulate_to_dir
 from store import enrolment
@@ -129,17 +126,7 @@ DAYS = 14
 
 def _write_log(url: str, log: Path) -> None:
     with psycopg.connect(url) as conn:
-        writer = Writer(conn, ZoneInfo(TZ))
-        now = int(time.time() * 1000)
-        batch = []
-        for rec in read_log(log):
-            batch.append(prepare(Inbound(rec.topic, rec.payload), now, 400 * 86_400_000))
-            if len(batch) == 500:
-                writer.write(batch)
-                conn.commit()
-                batch.clear()
-        writer.write(batch)
-        conn.commit()
+        write_log(conn, log, TZ, batch_size=500)
 
 
 @pytest.fixture(scope="module")
