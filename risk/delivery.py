@@ -35,6 +35,7 @@ import psycopg
 import structlog
 from prometheus_client import Counter
 
+from risk.channels import CHANNELS
 from risk.db import record_report, report_recipients
 from risk.programme import Programme
 from risk.publisher import (
@@ -55,7 +56,6 @@ __all__ = ["CHANNELS", "Claim", "DeliveryConfig", "DeliveryTally", "backoff_s", 
 
 log = structlog.get_logger("risk.delivery")
 Conn = psycopg.Connection[Any]
-CHANNELS = ("outbox", "mqtt", "email")
 
 DELIVERIES = Counter("fatigue_report_deliveries", "Report channel deliveries that succeeded", ("channel",))
 DELIVERY_FAILURES = Counter("fatigue_report_delivery_failures",

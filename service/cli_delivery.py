@@ -17,9 +17,8 @@ import uuid
 
 import click
 
+from risk.channels import CHANNELS
 from service.cli_common import connect, settings_of
-
-CHANNELS = ("outbox", "mqtt", "email")  # risk.delivery.CHANNELS, repeated so that --help imports nothing heavy
 
 __all__ = ["register"]
 
