@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -13,7 +14,9 @@ from service.settings import Settings
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["connect", "lateness_warning", "settings_of", "show_progress"]
+    from risk.programme import Programme
+
+__all__ = ["connect", "lateness_warning", "programme_for", "settings_of", "show_progress"]
 
 
 def show_progress(quiet: bool) -> bool:
@@ -49,3 +52,15 @@ def connect(settings: Settings) -> psycopg.Connection[tuple[Any, ...]]:
         raise click.ClickException(
             f"cannot connect to the database ({exc.__class__.__name__}); is PostgreSQL running, "
             "and is FATIGUE_DATABASE_URL right?") from exc
+
+
+def programme_for(option: str | Path | None, settings: Settings) -> Programme:
+    """The programme a command works with: ``--programme`` when given, else ``FATIGUE_PROGRAMME``, else the
+    packaged default; a bad file stops the command with one line naming where it came from."""
+    from risk.programme import ProgrammeError, load_programme
+
+    source, what = (option, "programme file") if option else (getattr(settings, "programme", None), "FATIGUE_PROGRAMME")
+    try:
+        return load_programme(source)
+    except ProgrammeError as exc:
+        raise click.ClickException(f"{what}: {exc}") from exc

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from service.cli_common import programme_for
 from service.settings import Settings
 
 if TYPE_CHECKING:  # heavy imports only inside the command: `fatigue --help` stays fast
@@ -85,7 +86,7 @@ def _summary_line(summary: ComplianceSummary) -> str:
               help="Write CSV to this file ('-' for standard output) instead of the table.")
 @click.option("--no-update", is_flag=True, help="Show the stored state; do not read new data or send alerts.")
 @click.option("--programme", "programme_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Programme TOML with a [compliance] table (default: the packaged one).")
+              default=None, help="Programme TOML with a [compliance] table (default FATIGUE_PROGRAMME).")
 @click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write this run's Prometheus metrics here (node_exporter textfile collector).")
 def compliance_command(force_id: str | None, levels: tuple[str, ...], names: bool, csv_path: Path | None,
@@ -101,14 +102,10 @@ def compliance_command(force_id: str | None, levels: tuple[str, ...], names: boo
     from compliance.db import read_view
     from compliance.job import MqttTarget, run_compliance
     from compliance.metrics import ComplianceMetrics
-    from risk.programme import ProgrammeError, load_programme
 
     s = click.get_current_context().find_root().obj
     assert isinstance(s, Settings)
-    try:
-        programme = load_programme(programme_path)
-    except ProgrammeError as exc:
-        raise click.ClickException(f"programme file: {exc}") from exc
+    programme = programme_for(programme_path, s)
     try:
         conn = psycopg.connect(s.database_url, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:

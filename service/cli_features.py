@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from service.cli_common import show_progress
+from service.cli_common import programme_for, show_progress
 from service.settings import Settings
 
 
@@ -27,12 +27,8 @@ def features_command(full: bool, quiet: bool, workers: int, ranges: int | None, 
     settings = click.get_current_context().find_root().obj
     assert isinstance(settings, Settings)
     from features.params import FeatureParams
-    from risk.programme import ProgrammeError, load_programme
 
-    try:
-        params = FeatureParams.of(load_programme(getattr(settings, "programme", None)))
-    except ProgrammeError as exc:
-        raise click.ClickException(f"FATIGUE_PROGRAMME: {exc}") from exc
+    params = FeatureParams.of(programme_for(None, settings))
     if ranges is not None:
         if not run_label:
             raise click.UsageError("--ranges needs --run-label, the same on every machine of the run "

@@ -8,6 +8,7 @@ from types import FrameType
 
 import click
 
+from service.cli_common import programme_for
 from service.settings import Settings
 
 
@@ -17,15 +18,6 @@ def _settings() -> Settings:
     return obj
 
 
-
-def _programme_days(programme: str | None) -> int:
-    """Days of the force's programme file (FATIGUE_PROGRAMME): the accepted ingest window (issue 14)."""
-    from risk.programme import ProgrammeError, load_programme
-
-    try:
-        return load_programme(programme).days
-    except ProgrammeError as exc:
-        raise click.ClickException(f"FATIGUE_PROGRAMME: {exc}") from exc
 
 @click.command("ingest")
 @click.option("--client-id", default=None,
@@ -70,7 +62,7 @@ def ingest_command(client_id: str | None, metrics_addr: str | None, metrics_port
         client_id=client_id or f"fatigue-ingest-{s.ingest_group}-1",
         group=s.ingest_group, username=mq.username, password=mq.password, tls=mq.tls, timezone=s.timezone,
         receive_maximum=receive_maximum, batch_size=batch_size, batch_age_s=batch_age, trace_path=trace,
-        max_lateness_days=s.ingest_max_lateness_days, programme_days=_programme_days(getattr(s, "programme", None)))
+        max_lateness_days=s.ingest_max_lateness_days, programme_days=programme_for(None, s).days)
     ingester = Ingester(config, crash=CrashPoints(s.crash_points))
     exporter = None
     if address is not None:
@@ -117,7 +109,7 @@ def ingest_retire(client_id: str, idle: float) -> None:
         database_url=s.database_url, mqtt_host=mq.host, mqtt_port=mq.port, client_id=client_id,
         group=s.ingest_group, username=mq.username, password=mq.password, tls=mq.tls, timezone=s.timezone,
         max_lateness_days=s.ingest_max_lateness_days, broker_counters=False,
-        programme_days=_programme_days(getattr(s, "programme", None)))
+        programme_days=programme_for(None, s).days)
     ingester = Ingester(config)
 
     def _stop(signum: int, frame: FrameType | None) -> None:

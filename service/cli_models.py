@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from service.cli_common import show_progress
+from service.cli_common import programme_for, show_progress
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,16 +31,6 @@ def _settings() -> Settings:
     if not isinstance(obj, Settings):
         raise click.ClickException("internal error: settings were not loaded by the fatigue command")
     return obj
-
-
-def _warmup_days(programme: str | None) -> float:
-    """The model warm-up of the force's programme file (issue 14: the programme drives every stage)."""
-    from risk.programme import ProgrammeError, load_programme
-
-    try:
-        return load_programme(programme).warmup_days
-    except ProgrammeError as exc:
-        raise click.ClickException(f"FATIGUE_PROGRAMME: {exc}") from exc
 
 
 def _db_error(exc: psycopg.OperationalError) -> click.ClickException:
@@ -68,7 +58,7 @@ def models_run(quiet: bool) -> None:
     settings = _settings()
     try:
         summary = run_models(settings.database_url, settings.timezone, progress=show_progress(quiet),
-                             warmup_days=_warmup_days(getattr(settings, "programme", None)))
+                             warmup_days=programme_for(None, settings).warmup_days)
     except psycopg.OperationalError as exc:
         raise _db_error(exc) from exc
     click.echo(f"{summary.participants} participant(s), {summary.duties} duties: {summary.rows_changed} row(s) "

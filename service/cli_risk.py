@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from service.cli_common import programme_for
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -37,15 +39,6 @@ def _connect(url: str) -> psycopg.Connection[Any]:
             "and is FATIGUE_DATABASE_URL right?") from exc
 
 
-def _programme(path: str | Path | None) -> Any:
-    from risk.programme import ProgrammeError, load_programme
-
-    try:
-        return load_programme(path)
-    except ProgrammeError as exc:
-        raise click.ClickException(f"programme file: {exc}") from exc
-
-
 def _mqtt_target(url: str | None) -> MqttTarget | None:
     from risk.publisher import MqttTarget
 
@@ -67,7 +60,7 @@ def flags_command(as_of: datetime | None, programme_path: str | None) -> None:
     from risk.job import run_flags
 
     s = _settings()
-    programme = _programme(programme_path or getattr(_settings(), "programme", None))
+    programme = programme_for(programme_path, s)
     day = as_of.date() if as_of else datetime.now(ZoneInfo(s.timezone)).date()
     with _connect(s.database_url) as conn:
         summary = run_flags(conn, day, programme, tz=s.timezone)
@@ -87,7 +80,7 @@ def flags_command(as_of: datetime | None, programme_path: str | None) -> None:
 @click.option("--outbox", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for the report (default: FATIGUE_OUTBOX_DIR).")
 @click.option("--programme", "programme_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Programme TOML (labels and thresholds in the report).")
+              default=None, help="Programme TOML (labels and thresholds in the report; default FATIGUE_PROGRAMME).")
 def report_command(week: str | None, force_id: str, outbox: Path | None, programme_path: Path | None) -> None:
     """Write a force's weekly report (HTML + CSV) to the outbox, announce it on MQTT, e-mail it if configured."""
     from risk.publisher import iso_week_bounds, make_weekly_report
@@ -103,7 +96,7 @@ def report_command(week: str | None, force_id: str, outbox: Path | None, program
         raise click.BadParameter(str(exc), param_hint="--week") from exc
     folder = Path(outbox or s.outbox_dir)
     with _connect(s.database_url) as conn:
-        result = make_weekly_report(conn, force_id, week, folder, _programme(programme_path),
+        result = make_weekly_report(conn, force_id, week, folder, programme_for(programme_path, s),
                                     _mqtt_target(s.mqtt_url), s.smtp_url)
     click.echo(f"report {result.report_id} for {force_id} {week}: {result.html_path} "
                f"(notice {'published' if result.notified else 'not published'}, "

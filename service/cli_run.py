@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from service.cli_common import lateness_warning, show_progress
+from service.cli_common import lateness_warning, programme_for, show_progress
 from service.settings import DEFAULT_DATABASE_URL, DEFAULT_MQTT_URL, Settings
 
 __all__ = ["register"]
@@ -155,7 +155,6 @@ def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | Non
     """Run the ingester, the scheduler and the API in one process (or a subset); SIGTERM stops it cleanly."""
     from ingest.consumer import IngestConfig
     from risk.publisher import MqttTarget
-    from service.cli_ingest import _programme_days
     from service.serve import ServeConfig, WeeklySlot, serve
 
     s = _settings()
@@ -169,7 +168,7 @@ def serve_command(ingest: bool, scheduler: bool, api: bool, client_id: str | Non
         client_id=client_id or f"fatigue-serve-{s.ingest_group}-1", group=s.ingest_group,
         username=mq.username, password=mq.password, tls=mq.tls, timezone=s.timezone,
         max_lateness_days=s.ingest_max_lateness_days,
-        programme_days=_programme_days(getattr(s, "programme", None))) if ingest else None
+        programme_days=programme_for(None, s).days) if ingest else None
     config = ServeConfig(database_url=s.database_url, timezone=s.timezone, outbox_dir=s.outbox_dir,
                          ingest=ingest_config, scheduler=scheduler, every_s=every, weekly=slot,
                          mqtt_target=MqttTarget(mq.host, mq.port, mq.username, mq.password, mq.tls),
